@@ -1,0 +1,1 @@
+"""Benchmark harness: registry of cases, timers, JSON rows and tables."""

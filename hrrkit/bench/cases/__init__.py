@@ -1,0 +1,7 @@
+"""Built-in benchmark cases, one module per op family; importing this registers them."""
+
+from hrrkit.bench.cases import correntropy  # noqa: F401
+
+# --- AFR cases (issue 3) below ---
+
+# --- MSR cases (issue 4) below ---

@@ -1,0 +1,1 @@
+"""Dataset layouts, image loading policy and transforms."""

@@ -1,0 +1,1 @@
+"""Offline built-in datasets (the mini-benchmark)."""

@@ -1,0 +1,1 @@
+"""HRRDetector, baselines, the backbone registry and the serialisable detector config."""

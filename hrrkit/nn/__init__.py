@@ -1,0 +1,11 @@
+"""Composable ``nn.Module`` layers of HRR, each backed by an op in :mod:`hrrkit.ops`."""
+
+from hrrkit.nn.losses import CorrentropyLoss
+
+# --- AFR modules (issue 3) below ---
+
+# --- MSR modules (issue 4) below ---
+
+__all__ = [
+    "CorrentropyLoss",
+]

@@ -1,0 +1,34 @@
+"""Functional API: one file per op, each holding the reference PyTorch implementation (the
+specification) and its registration with the dispatcher (``impl="auto" | "reference" | "triton"``).
+"""
+
+from hrrkit.ops._dispatch import (
+    IMPLS,
+    FusedUnavailableError,
+    OpSpec,
+    dispatch,
+    get_op,
+    op_table,
+    register_op,
+    registered_ops,
+    resolve_impl,
+)
+from hrrkit.ops.correntropy import correntropy_loss, correntropy_loss_reference
+
+# --- AFR ops (additive expansion) register below ---
+
+# --- MSR ops (line enhancement, multi-level moments) register below ---
+
+__all__ = [
+    "IMPLS",
+    "FusedUnavailableError",
+    "OpSpec",
+    "correntropy_loss",
+    "correntropy_loss_reference",
+    "dispatch",
+    "get_op",
+    "op_table",
+    "register_op",
+    "registered_ops",
+    "resolve_impl",
+]

@@ -1,0 +1,1 @@
+"""Diffusion retrospectors (reconstruction with a diffusion model) and the reconstruction cache."""
