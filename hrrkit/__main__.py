@@ -1,0 +1,5 @@
+import sys
+
+from hrrkit.cli import main
+
+sys.exit(main())
