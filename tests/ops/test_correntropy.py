@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hrrkit.nn import CorrentropyLoss
 from hrrkit.ops import FusedUnavailableError, correntropy_loss, correntropy_loss_reference
 from hrrkit.testing import assert_close, tolerance_for
-from hrrkit.testing.strategies import layouts, make_tensor, seeds, shapes
+from hrrkit.testing.strategies import make_tensor, seeds, shapes
 
 
 def test_closed_form_values():
