@@ -179,7 +179,7 @@ def oracle_accuracy(labels, scores) -> tuple[float, float]:
     if y.size == 0:
         return math.nan, math.nan
     fps, tps, thr = _counts_at_thresholds(y, s)
-    n_fake, n_real = int(y.sum()), int(y.size - y.sum())
+    n_real = int(y.size - y.sum())
     correct = np.r_[n_real, tps + (n_real - fps)]  # index 0: threshold above every score
     best = int(np.argmax(correct))
     if best == 0:
@@ -337,7 +337,7 @@ class ThresholdCalibration:
 
 
 def calibrate_threshold(real_scores, target_fpr: float) -> ThresholdCalibration:
-    """The lowest threshold whose FPR on ``real_scores`` is at most ``target_fpr``.
+    """A threshold that flags at most ``target_fpr`` of ``real_scores`` as fake, as low as that allows.
 
     With ``n`` reals, at most ``floor(target_fpr * n)`` of them score at or above the returned
     threshold (predicted fake when ``score >= threshold``). The threshold sits halfway between the
