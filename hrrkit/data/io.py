@@ -537,7 +537,7 @@ def to_tensor(img: Image.Image, *, dtype: torch.dtype = torch.float32) -> torch.
     """
     if img.mode not in {"RGB", "L"}:
         raise ValueError(f"to_tensor expects an RGB or L image (use load_image), got mode {img.mode!r}")
-    array = np.asarray(img, dtype=np.uint8)
+    array = np.array(img, dtype=np.uint8)  # a writable copy: torch shares its memory
     if array.ndim == 2:
         array = array[:, :, None]
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
