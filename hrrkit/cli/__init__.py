@@ -19,6 +19,7 @@ SUBCOMMANDS: list[str] = [
     "bench",
     # --- retrospection (issue 5) ---
     # --- data (issues 6/8) ---
+    "data",
 ]
 
 
