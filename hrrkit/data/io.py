@@ -291,7 +291,7 @@ def _open_stream(source: ImageSource, where: str) -> IO[bytes]:
     raise TypeError(f"load_image expects a path, bytes or a binary file object, got {type(source).__name__}")
 
 
-def _open_pil(stream: IO[bytes], where: str, max_pixels: int | None) -> Image.Image:
+def _open_pil(stream: IO[bytes], where: str) -> Image.Image:
     """``Image.open`` restricted to the supported formats, with hrrkit's pixel limit authoritative."""
     formats = _formats()
 
@@ -305,16 +305,17 @@ def _open_pil(stream: IO[bytes], where: str, max_pixels: int | None) -> Image.Im
         try:
             img = _open()
         except Image.DecompressionBombError:
-            # Pillow's limit is lower than the caller's: lift it for this one open.
+            # Pillow has its own (global) limit; hrrkit's is the one that counts, so lift Pillow's
+            # for this one open and let _check_size apply ours with a clear message.
             with _PIL_LIMIT_LOCK:
                 saved = Image.MAX_IMAGE_PIXELS
-                Image.MAX_IMAGE_PIXELS = max_pixels
+                Image.MAX_IMAGE_PIXELS = None
                 try:
                     img = _open()
                 finally:
                     Image.MAX_IMAGE_PIXELS = saved
-    except Image.DecompressionBombError as exc:
-        raise DecompressionBombError(where, f"{exc} (limit {max_pixels} pixels)") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - the limit is lifted above
+        raise DecompressionBombError(where, str(exc)) from None
     except UnidentifiedImageError:
         raise NotAnImageError(
             where, f"not an image in a supported format ({', '.join(formats)}); the extension does not matter"
@@ -445,7 +446,7 @@ def load_image(
 
     stream = _open_stream(source, where)
     try:
-        img = opened = _open_pil(stream, where, max_pixels)  # type: ignore[arg-type]
+        img = opened = _open_pil(stream, where)
         out = None
         try:
             _check_size(img, where, max_pixels)  # type: ignore[arg-type]
@@ -461,6 +462,8 @@ def load_image(
                 raise
             except MemoryError:
                 raise CorruptImageError(where, "decoding needs more memory than is available") from None
+            except Image.DecompressionBombError as exc:  # a frame larger than the header said
+                raise DecompressionBombError(where, str(exc)) from None
             except ImageLoadError:
                 raise
             except Exception as exc:
@@ -509,7 +512,7 @@ def inspect_image(
     where = _source_name(source, name)
     stream = _open_stream(source, where)
     try:
-        img = _open_pil(stream, where, max_pixels)  # type: ignore[arg-type]
+        img = _open_pil(stream, where)
         try:
             _check_size(img, where, max_pixels)  # type: ignore[arg-type]
             try:
