@@ -18,6 +18,7 @@ SUBCOMMANDS: list[str] = [
     "env",
     "bench",
     # --- retrospection (issue 5) ---
+    "retrospect",
     # --- data (issues 6/8) ---
     "data",
 ]
