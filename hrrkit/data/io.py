@@ -46,7 +46,6 @@ import io
 import os
 import stat as _stat
 import threading
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,10 +295,10 @@ def _open_pil(stream: IO[bytes], where: str) -> Image.Image:
     formats = _formats()
 
     def _open() -> Image.Image:
+        # No warnings.catch_warnings() here: it is not thread-safe before Python 3.14, and verify
+        # decodes in threads. Pillow may warn (once per location) for 89-179 MP images.
         stream.seek(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(stream, formats=formats)
+        return Image.open(stream, formats=formats)
 
     try:
         try:
