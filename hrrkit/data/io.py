@@ -330,7 +330,7 @@ def _open_pil(stream: IO[bytes], where: str) -> Image.Image:
 
 def _decode_error(where: str, exc: BaseException, *, stage: str) -> ImageLoadError:
     text = str(exc) or type(exc).__name__
-    if "truncated" in text.lower() or isinstance(exc, EOFError) and "truncat" in text.lower():
+    if "truncated" in text.lower():
         return TruncatedImageError(where, f"the file is truncated ({text})")
     if isinstance(exc, EOFError) or "premature end" in text.lower() or "unexpected end" in text.lower():
         return TruncatedImageError(where, f"the data ends early while {stage} ({type(exc).__name__}: {text})")
