@@ -1,0 +1,98 @@
+"""Detector folders: ``model.safetensors`` (weights) + ``config.json`` (config and versions).
+
+Loading never unpickles anything: weights come from safetensors, the config from JSON validated
+field by field. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import hrrkit
+from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "hrrkit-detector"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A detector folder is missing, incomplete or not a hrrkit detector; the message names the file."""
+
+
+def environment_versions() -> dict[str, str | None]:
+    def version(mod: str) -> str | None:
+        try:
+            return __import__(mod).__version__
+        except Exception:
+            return None
+
+    return {
+        "hrrkit": hrrkit.__version__, "torch": torch.__version__, "triton": version("triton"),
+        "diffusers": version("diffusers"), "python": platform.python_version(),
+    }
+
+
+def state_dict_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with tied tensors de-duplicated by copy (safetensors refuses shared memory)."""
+    seen: dict[tuple[int, int], str] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
+        out[name] = t.clone().contiguous() if key in seen else t.contiguous()
+        seen.setdefault(key, name)
+    return out
+
+
+def save_detector(model: torch.nn.Module, folder: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (which has ``.config.to_dict()``) into ``folder``; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to("cpu") for k, v in state_dict_for_saving(model).items()}
+    atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "versions": environment_versions(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "extra": extra or {},
+    }
+    atomic_write_json(folder / CONFIG_FILE, payload)
+    return folder
+
+
+def read_detector_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The parsed ``config.json`` payload and the weights of a detector folder (CPU tensors)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: not a folder; expected a detector folder with {CONFIG_FILE} and {WEIGHTS_FILE}")
+    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    for path in (cfg_path, w_path):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; a detector folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        payload = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not a hrrkit detector config (expected \"format\": \"{FORMAT}\")")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path}: format_version {payload['format_version']} is newer than this hrrkit reads ({FORMAT_VERSION})"
+        )
+    try:
+        weights = load_file(str(w_path), device="cpu")
+    except Exception as exc:
+        raise CheckpointError(f"{w_path}: cannot read safetensors weights ({type(exc).__name__}: {exc})") from None
+    return payload, weights

@@ -1,0 +1,272 @@
+"""``DetectorConfig``: everything needed to rebuild a detector and reproduce its numbers.
+
+The config is data (timm's habit): input policy, scales, line enhancement, retrospector, backbone,
+style statistics, head, loss weights and decision threshold. It round-trips through dict, JSON and
+YAML; unknown or ill-typed fields give an error that names the field (``detector.head.num_basis``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config field is unknown, missing or has a bad value; the message names it."""
+
+
+@dataclass
+class InputConfig:
+    """How files become tensors.
+
+    ``policy``: ``center_crop`` | ``random_crop`` (train) | ``tiles`` | ``native`` (see
+    ``hrrkit.data.dataset``); ``crop_size`` in pixels; ``max_tiles`` per image for ``tiles``;
+    ``reencode`` e.g. ``"jpeg:95"`` applied to real and fake alike (``None`` = off);
+    ``augment`` preset (``none`` | ``cnndetection``) for training; ``max_pixels`` decompression limit.
+    """
+
+    policy: str = "center_crop"
+    eval_policy: str = "center_crop"
+    crop_size: int = 64
+    max_tiles: int | None = 16
+    reencode: str | None = None
+    augment: str = "none"
+    max_pixels: int = 178_956_970
+
+
+@dataclass
+class RescaleConfig:
+    """NoisyRescale: scale factors (1.0 = native), Gaussian dither std in [-1, 1] units."""
+
+    enabled: bool = True
+    scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    dither_std: float = 0.01
+    dither_in_eval: bool = False
+
+
+@dataclass
+class LineEnhancementConfig:
+    """Unsharp mask (σ₁ = ``sigma_sharpen`` px, ``amount``) → Gaussian-derivative edges (σ₂ = ``sigma_edge`` px)
+    → x + ``beta``·edges."""
+
+    enabled: bool = True
+    sigma_sharpen: float = 1.0
+    amount: float = 1.0
+    sigma_edge: float = 1.0
+    beta: float = 0.5
+
+
+@dataclass
+class RetrospectorConfig:
+    """The reconstruction step. ``kind``: ``none`` (the image itself), ``identity`` (zero residual —
+    an ablation), ``blur`` (a Gaussian blur stand-in, σ = ``blur_sigma`` px; cheap, no weights),
+    ``autoencoder``, ``latent`` or ``pixel_ddim`` (diffusers weights from the local ``path``;
+    ``options`` go to the retrospector's ``from_pretrained``). ``input``: what the backbone sees:
+    ``residual`` |x̃ − x̂|, ``image`` x̃, or ``both`` (6 channels)."""
+
+    kind: str = "blur"
+    path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    blur_sigma: float = 1.0
+    input: str = "residual"
+
+
+@dataclass
+class BackboneConfig:
+    """A backbone from ``hrrkit.models.backbones`` (``compact_cnn``, ``timm:<name>``, ``torchvision:<name>``);
+    ``options`` go to its factory; ``pretrained_path`` is a local weights file."""
+
+    name: str = "compact_cnn"
+    options: dict[str, Any] = field(default_factory=lambda: {"width": 16, "depth": 3})
+    pretrained_path: str | None = None
+
+
+@dataclass
+class StyleConfig:
+    """StyleStatistics over grid ``levels``; ``enabled=False`` pools plain channel means instead."""
+
+    enabled: bool = True
+    levels: tuple[int, ...] = (1, 2, 4)
+    include_style: bool = True
+
+
+@dataclass
+class HeadConfig:
+    """``additive`` (AFR: SparseAdditiveRefinement) or ``linear``; the additive basis settings."""
+
+    kind: str = "additive"
+    basis: str = "bspline"
+    num_basis: int = 8
+    hidden: int | None = None
+    fuse: str = "mean"
+
+
+@dataclass
+class LossConfig:
+    """loss = bce·BCE + correntropy·ℓ_σ + scale_kl·KL + sparsity·Σ_j τ_j‖β_j‖₂."""
+
+    bce: float = 1.0
+    correntropy: float = 0.5
+    correntropy_sigma: float = 1.0
+    scale_kl: float = 0.1
+    sparsity: float = 1e-4
+
+
+@dataclass
+class DetectorConfig:
+    """The whole detector. ``name`` labels it in reports (``hrr``, ``dire``, ``hrr_no_msr``, ...)."""
+
+    name: str = "hrr"
+    input: InputConfig = field(default_factory=InputConfig)
+    rescale: RescaleConfig = field(default_factory=RescaleConfig)
+    line: LineEnhancementConfig = field(default_factory=LineEnhancementConfig)
+    retrospector: RetrospectorConfig = field(default_factory=RetrospectorConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    style: StyleConfig = field(default_factory=StyleConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    threshold: float = 0.5
+    calibration: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "detector") -> DetectorConfig:
+        return from_plain(cls, data, where)
+
+    def replace(self, **changes: Any) -> DetectorConfig:
+        """A copy with dotted-path changes, e.g. ``replace(**{"head.kind": "linear"})``."""
+        data = self.to_dict()
+        for dotted, value in changes.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                if p not in node or not isinstance(node[p], dict):
+                    raise ConfigError(f"detector.{dotted}: no such section '{p}'")
+                node = node[p]
+            if leaf not in node:
+                raise ConfigError(f"detector.{dotted}: no such field")
+            node[leaf] = value
+        return DetectorConfig.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_config_file(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DetectorConfig:
+        return cls.from_dict(load_config_file(path), where=str(path))
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+
+
+def to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _check_value(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_plain(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(a, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        return tuple(_check_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_plain(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+    kwargs = {name: _check_value(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML or JSON mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def save_config_file(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    from hrrkit.utils.atomic import atomic_write_json, atomic_write_text
+
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return atomic_write_json(path, data)
