@@ -296,7 +296,8 @@ class Retrospector(abc.ABC):
             raise TypeError(f"images must be floating point in [-1, 1], got dtype {images.dtype}")
         if images.numel() == 0:
             raise ValueError(f"images is empty: shape {tuple(images.shape)}")
-        lo, hi = float(images.min()), float(images.max())
+        lo_t, hi_t = torch.aminmax(images.detach())
+        lo, hi = float(lo_t), float(hi_t)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("images contain NaN or Inf")
         # Line enhancement and dither push values a little past ±1; a range like [0, 255] is a bug.
