@@ -16,6 +16,7 @@ from hrrkit.ops._dispatch import (
 from hrrkit.ops.correntropy import correntropy_loss, correntropy_loss_reference
 
 # --- AFR ops (additive expansion) register below ---
+from hrrkit.ops.additive import additive_basis, additive_expand, additive_expand_reference
 
 # --- MSR ops (line enhancement, multi-level moments) register below ---
 
@@ -23,6 +24,9 @@ __all__ = [
     "IMPLS",
     "FusedUnavailableError",
     "OpSpec",
+    "additive_basis",
+    "additive_expand",
+    "additive_expand_reference",
     "correntropy_loss",
     "correntropy_loss_reference",
     "dispatch",
