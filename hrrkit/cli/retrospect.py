@@ -1,8 +1,8 @@
 """``hrrkit retrospect``: precompute diffusion reconstructions of a folder into a cache; benchmark.
 
-    hrrkit retrospect run IMAGES... --model PATH --kind latent --cache DIR [settings]
-    torchrun --nproc-per-node 4 -m hrrkit retrospect run ...     (each rank takes a shard)
-    hrrkit retrospect bench                                      (NFE and images/s, tiny models)
+hrrkit retrospect run IMAGES... --model PATH --kind latent --cache DIR [settings]
+torchrun --nproc-per-node 4 -m hrrkit retrospect run ...     (each rank takes a shard)
+hrrkit retrospect bench                                      (NFE and images/s, tiny models)
 """
 
 from __future__ import annotations
@@ -161,7 +161,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="latent one_step: noise seed")
     p.add_argument("--steps", type=int, default=20, help="DDIM grid size each way (pixel, latent invert)")
     p.add_argument("--strength", type=float, default=1.0, help="fraction of the DDIM grid walked")
-    p.add_argument("--clip-sample", type=_optional_bool, default=None, help="clip x0 in DDIM steps (default: scheduler's)")
+    p.add_argument(
+        "--clip-sample", type=_optional_bool, default=None, help="clip x0 in DDIM steps (default: scheduler's)"
+    )
     p.add_argument("--conditioning", help="latent: .safetensors file with the fixed encoder_hidden_states")
     p.add_argument("--dtype", default="float32", help="compute dtype: float32, bfloat16, float16")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available; per-rank GPU under torchrun)")

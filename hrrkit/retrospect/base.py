@@ -232,7 +232,7 @@ class Retrospector(abc.ABC):
         self._move_extra(torch.device(device) if device is not None else self.device)
         return self
 
-    def _move_extra(self, device: torch.device) -> None:
+    def _move_extra(self, device: torch.device) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Hook for subclasses holding plain tensors (e.g. a conditioning embedding)."""
 
     def _prepare_module(self, module: nn.Module) -> nn.Module:
@@ -355,4 +355,6 @@ class Retrospector(abc.ABC):
         return self.retrospect(images).reconstruction
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.settings()}, dtype={dtype_name(self.dtype)}, tile_size={self.tile_size})"
+        shown = {k: v for k, v in self.settings().items() if not isinstance(v, dict)}
+        text = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"{type(self).__name__}({text}, dtype={dtype_name(self.dtype)}, tile_size={self.tile_size}, nfe={self.cost().nfe})"

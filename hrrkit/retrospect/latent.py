@@ -233,9 +233,7 @@ class LatentRetrospector(Retrospector):
             tiles = tiles.contiguous(memory_format=torch.channels_last)
         z0 = self.codec.encode(tiles)
         cond = self.conditioning.to(self.dtype)
-        model = model_output_fn(
-            self.unet, self._count, encoder_hidden_states=cond.expand(z0.shape[0], -1, -1)
-        )
+        model = model_output_fn(self.unet, self._count, encoder_hidden_states=cond.expand(z0.shape[0], -1, -1))
         if self.mode == "one_step":
             t = torch.tensor(self.timestep)
             a = self._alphas_cumprod[self.timestep]

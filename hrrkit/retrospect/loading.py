@@ -74,9 +74,7 @@ def _check_class(directory: Path, expected: tuple[str, ...]) -> None:
         raise WeightsLoadError(f"{directory / 'config.json'} is not readable JSON: {err}") from err
     name = config.get("_class_name")
     if name is not None and name not in expected:
-        raise WeightsLoadError(
-            f"{directory} holds a {name}, but a {' or '.join(expected)} is needed here"
-        )
+        raise WeightsLoadError(f"{directory} holds a {name}, but a {' or '.join(expected)} is needed here")
 
 
 def _load_dir(cls: type, directory: Path, allow_download: bool) -> nn.Module:

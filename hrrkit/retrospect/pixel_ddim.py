@@ -52,9 +52,7 @@ class PixelDDIMRetrospector(Retrospector):
             )
         if getattr(config, "num_class_embeds", None) or getattr(config, "class_embed_type", None):
             raise ValueError("class-conditional UNet2DModel is not supported: DIRE uses an unconditional UNet")
-        self.chain = DDIMChain(
-            dict(PIXEL_SCHEDULER_DEFAULTS, **(scheduler_config or {})), steps, strength, clip_sample
-        )
+        self.chain = DDIMChain(dict(PIXEL_SCHEDULER_DEFAULTS, **(scheduler_config or {})), steps, strength, clip_sample)
         self._downsampling = unet_downsampling(unet)
         self.unet = self._prepare_module(unet)
 
