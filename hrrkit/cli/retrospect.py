@@ -60,6 +60,22 @@ def _device(name: str | None, rank: int) -> torch.device:
     return device
 
 
+def _loader(reencode: str | None):
+    """The image loader and its cache id; ``reencode`` (e.g. ``"jpeg:95"``) equalises formats."""
+    from hrrkit.data.dataset import ReEncode
+    from hrrkit.data.io import load_image, to_tensor
+    from hrrkit.retrospect.cache import DEFAULT_LOADER_ID, default_image_loader
+
+    spec = ReEncode.parse(reencode)
+    if spec is None:
+        return default_image_loader, DEFAULT_LOADER_ID
+
+    def load(path: Path) -> torch.Tensor:
+        return to_tensor(spec(load_image(path, mode="RGB")))
+
+    return load, f"{DEFAULT_LOADER_ID}+ReEncode({spec.format},{spec.quality})"
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -87,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         except (WeightsLoadError, FileNotFoundError, ValueError, TypeError) as err:
             print(f"hrrkit retrospect: cannot build the {args.kind} retrospector: {err}", file=sys.stderr)
             return 2
-        cache = ReconstructionCache(args.cache, cache_config(retro), store_dtype=args.store_dtype)
+        try:
+            loader, loader_id = _loader(args.reencode)
+        except ValueError as err:
+            print(f"hrrkit retrospect: {err}", file=sys.stderr)
+            return 2
+        cache = ReconstructionCache(args.cache, cache_config(retro, loader_id), store_dtype=args.store_dtype)
         if rank == 0:
             cost = retro.cost()
             print(f"{retro!r}")
@@ -98,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             files,
             cache,
             batch_size=args.batch_size,
+            loader=loader,
             progress=not args.no_progress,
             log=log,
         )
@@ -165,6 +187,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--clip-sample", type=_optional_bool, default=None, help="clip x0 in DDIM steps (default: scheduler's)"
     )
     p.add_argument("--conditioning", help="latent: .safetensors file with the fixed encoder_hidden_states")
+    p.add_argument(
+        "--reencode",
+        help="re-encode every image the same way before reconstruction (jpeg:95, webp:90, png): "
+        "removes the JPEG-vs-PNG format cue (see docs/retrospection.md)",
+    )
     p.add_argument("--dtype", default="float32", help="compute dtype: float32, bfloat16, float16")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available; per-rank GPU under torchrun)")
     p.add_argument("--batch-size", type=int, default=8, help="images per call (same-size images only)")

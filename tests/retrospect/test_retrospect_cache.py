@@ -163,3 +163,17 @@ def test_torchrun_two_gloo_ranks_share_the_work(tmp_path, latent_pipeline):
         with safe_open(str(entry), framework="pt") as handle:
             sources.append(Path(handle.metadata()["source"]).name)
     assert sorted(sources) == [f"img{i:03d}.png" for i in range(n)]
+
+
+def test_cli_reencode_keys_a_separate_cache(tmp_path, latent_pipeline, capsys):
+    _images(tmp_path / "imgs", 3)
+    base = ["retrospect", "run", str(tmp_path / "imgs"), "--model", latent_pipeline, "--kind", "autoencoder",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    assert cli_main(base) == 0
+    assert cli_main([*base, "--reencode", "jpeg:90"]) == 0
+    folders = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(folders) == 2
+    configs = [json.loads((tmp_path / "cache" / f / "config.json").read_text())["loader"] for f in folders]
+    assert any("ReEncode(JPEG,90)" in c for c in configs)
+    assert cli_main([*base, "--reencode", "gif"]) == 2
+    assert "reencode" in capsys.readouterr().err
