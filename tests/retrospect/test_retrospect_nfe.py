@@ -87,3 +87,15 @@ def test_config_hash_tracks_settings_and_weights():
     latent = LatentRetrospector(tiny_vae(), tiny_latent_unet())
     other_cond = LatentRetrospector(tiny_vae(), tiny_latent_unet(), conditioning=torch.ones(1, 4, 8))
     assert latent.config_hash() != other_cond.config_hash()
+
+
+@pytest.mark.parametrize("make", [lambda **k: AutoencoderRetrospector(tiny_vae(), **k),
+                                  lambda **k: LatentRetrospector(tiny_vae(), tiny_latent_unet(), **k)])  # fmt: skip
+def test_bfloat16_compute_is_close_to_float32(make):
+    x = torch.rand(2, 3, 8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = make(clamp=False).retrospect(x)
+    low = make(clamp=False, dtype="bfloat16").retrospect(x)
+    assert low.reconstruction.dtype == torch.float32  # the input's dtype, whatever the compute dtype
+    rel = (low.reconstruction - ref.reconstruction).norm() / ref.reconstruction.norm()
+    assert rel < 5e-2, rel
+    assert make(dtype="bfloat16").config_hash() != make().config_hash()
