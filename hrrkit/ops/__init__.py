@@ -19,6 +19,13 @@ from hrrkit.ops.correntropy import correntropy_loss, correntropy_loss_reference
 from hrrkit.ops.additive import additive_basis, additive_expand, additive_expand_reference
 
 # --- MSR ops (line enhancement, multi-level moments) register below ---
+from hrrkit.ops.line_enhance import line_enhance, line_enhance_reference
+from hrrkit.ops.moments import (
+    multilevel_moments,
+    multilevel_moments_reference,
+    residual_multilevel_moments,
+    residual_multilevel_moments_reference,
+)
 
 __all__ = [
     "IMPLS",
@@ -31,8 +38,14 @@ __all__ = [
     "correntropy_loss_reference",
     "dispatch",
     "get_op",
+    "line_enhance",
+    "line_enhance_reference",
+    "multilevel_moments",
+    "multilevel_moments_reference",
     "op_table",
     "register_op",
     "registered_ops",
     "resolve_impl",
+    "residual_multilevel_moments",
+    "residual_multilevel_moments_reference",
 ]
