@@ -3,9 +3,14 @@
 from hrrkit.nn.losses import CorrentropyLoss
 
 # --- AFR modules (issue 3) below ---
+from hrrkit.nn.additive import AdditiveOutput, AdditiveRefinementHead, HeadLoss, SparseAdditiveRefinement
 
 # --- MSR modules (issue 4) below ---
 
 __all__ = [
+    "AdditiveOutput",
+    "AdditiveRefinementHead",
+    "HeadLoss",
+    "SparseAdditiveRefinement",
     "CorrentropyLoss",
 ]

@@ -95,56 +95,51 @@ def default_rbf_width(num_basis: int, lo: float, hi: float) -> float:
     return (hi - lo) / (num_basis - 1)
 
 
-def _cardinal_cubic(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cardinal cubic B-spline N(u) on [0, 4) and its derivative dN/du (zero elsewhere)."""
+def _cardinal_cubic(u: torch.Tensor, with_slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Cardinal cubic B-spline N(u) on [0, 4) and, if asked, its derivative dN/du (zero elsewhere)."""
     u2, u3 = u * u, u * u * u
     v = 4.0 - u
     zero = u * 0.0  # 0 outside the support, but NaN stays NaN (every comparison below is False)
+    in0, in1, in2, in3 = (u >= 0) & (u < 1), (u >= 1) & (u < 2), (u >= 2) & (u < 3), (u >= 3) & (u < 4)
     value = torch.where(
-        (u >= 0) & (u < 1),
+        in0,
         u3 / 6,
         torch.where(
-            (u >= 1) & (u < 2),
+            in1,
             (-3 * u3 + 12 * u2 - 12 * u + 4) / 6,
-            torch.where(
-                (u >= 2) & (u < 3),
-                (3 * u3 - 24 * u2 + 60 * u - 44) / 6,
-                torch.where((u >= 3) & (u < 4), v * v * v / 6, zero),
-            ),
+            torch.where(in2, (3 * u3 - 24 * u2 + 60 * u - 44) / 6, torch.where(in3, v * v * v / 6, zero)),
         ),
     )
+    if not with_slope:
+        return value, None
     slope = torch.where(
-        (u >= 0) & (u < 1),
+        in0,
         u2 / 2,
         torch.where(
-            (u >= 1) & (u < 2),
+            in1,
             (-3 * u2 + 8 * u - 4) / 2,
-            torch.where(
-                (u >= 2) & (u < 3),
-                (3 * u2 - 16 * u + 20) / 2,
-                torch.where((u >= 3) & (u < 4), -v * v / 2, zero),
-            ),
+            torch.where(in2, (3 * u2 - 16 * u + 20) / 2, torch.where(in3, -v * v / 2, zero)),
         ),
     )
     return value, slope
 
 
 def _basis_and_slope(
-    x: torch.Tensor, num_basis: int, basis: str, lo: float, hi: float, rbf_width: float | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """φ_k(x) and φ_k'(x) for x inside [lo, hi]; both of shape (*x.shape, K)."""
+    x: torch.Tensor, num_basis: int, basis: str, lo: float, hi: float, rbf_width: float | None, with_slope: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """φ_k(x) and (if ``with_slope``) φ_k'(x) for x inside [lo, hi]; shape (*x.shape, K)."""
     k = torch.arange(num_basis, device=x.device, dtype=x.dtype)
     if basis == "bspline":
         step = (hi - lo) / (num_basis - 3)
         # position of x relative to knot t_k = lo + (k − 3)Δ, in units of Δ
         u = (x.unsqueeze(-1) - lo) / step - (k - 3)
-        value, slope = _cardinal_cubic(u)
-        return value, slope / step
+        value, slope = _cardinal_cubic(u, with_slope)
+        return value, (slope / step if with_slope else None)
     width = default_rbf_width(num_basis, lo, hi) if rbf_width is None else float(rbf_width)
     centres = lo + k * ((hi - lo) / (num_basis - 1))
     d = x.unsqueeze(-1) - centres
     value = torch.exp(-(d * d) / (2 * width * width))
-    return value, -d / (width * width) * value
+    return value, (-d / (width * width) * value if with_slope else None)
 
 
 def additive_basis(
@@ -172,8 +167,9 @@ def additive_basis(
         raise TypeError(f"additive_basis: x must be floating point, got {x.dtype}")
     x = x.to(torch.promote_types(x.dtype, torch.float32))
     xc = x.clamp(lo, hi)
-    value, slope = _basis_and_slope(xc, num_basis, basis, lo, hi, rbf_width)
-    if extrapolation == "linear":
+    linear = extrapolation == "linear"
+    value, slope = _basis_and_slope(xc, num_basis, basis, lo, hi, rbf_width, with_slope=linear)
+    if linear:
         value = value + slope * (x - xc).unsqueeze(-1)
     return value
 
