@@ -3,5 +3,6 @@
 from hrrkit.bench.cases import correntropy  # noqa: F401
 
 # --- AFR cases (issue 3) below ---
+from hrrkit.bench.cases import additive  # noqa: F401
 
 # --- MSR cases (issue 4) below ---
