@@ -48,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
     device = config.getoption("--device")
     if device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")
+        # Triton reads the variable at its first import (its own tl helpers too): import it now, so
+        # a test that later unsets the variable cannot make Triton non-interpreted for the rest
+        try:
+            import triton  # noqa: F401
+        except Exception:
+            pass
     elif not torch.cuda.is_available():
         raise pytest.UsageError("--device cuda was given but torch.cuda.is_available() is False")
     if device == "cpu":
