@@ -73,13 +73,35 @@ def _filter_pair(X, v_ptr, h_ptr, k0: tl.constexpr, TILE: tl.constexpr, BLOCK: t
 
 @triton.jit
 def _line_enhance_fwd_kernel(
-    x_ptr, go_ptr, out_ptr, wx_ptr, wy_ptr, v_ptr, h_ptr,
-    C, H, W, tiles_w,
-    sxb, sxc, sxh, sxw,
-    sgb, sgc, sgh, sgw,
-    sob, soc, soh, sow,
-    beta, eps, HALO,
-    BACKWARD: tl.constexpr, TILE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    go_ptr,
+    out_ptr,
+    wx_ptr,
+    wy_ptr,
+    v_ptr,
+    h_ptr,
+    C,
+    H,
+    W,
+    tiles_w,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
+    sob,
+    soc,
+    soh,
+    sow,
+    beta,
+    eps,
+    HALO,
+    BACKWARD: tl.constexpr,
+    TILE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid_tile = tl.program_id(0)
     plane = tl.program_id(1)
@@ -104,7 +126,8 @@ def _line_enhance_fwd_kernel(
     if BACKWARD:
         go = tl.load(
             go_ptr + b.to(tl.int64) * sgb + c.to(tl.int64) * sgc + orow[:, None] * sgh + ocol[None, :] * sgw,
-            mask=mask, other=0.0,
+            mask=mask,
+            other=0.0,
         ).to(tl.float32)
         scale = beta * go / mag
         offs = plane.to(tl.int64) * H * W + orow[:, None] * W + ocol[None, :]
@@ -119,12 +142,27 @@ def _line_enhance_fwd_kernel(
 
 @triton.jit
 def _line_enhance_bwd_kernel(
-    wx_ptr, wy_ptr, go_ptr, gx_ptr, v_ptr, h_ptr,
-    C, H, W, tiles_w,
-    sgb, sgc, sgh, sgw,
-    sdb, sdc, sdh, sdw,
+    wx_ptr,
+    wy_ptr,
+    go_ptr,
+    gx_ptr,
+    v_ptr,
+    h_ptr,
+    C,
+    H,
+    W,
+    tiles_w,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
+    sdb,
+    sdc,
+    sdh,
+    sdw,
     HALO,
-    TILE: tl.constexpr, BLOCK: tl.constexpr,
+    TILE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid_tile = tl.program_id(0)
     plane = tl.program_id(1)
@@ -150,7 +188,8 @@ def _line_enhance_bwd_kernel(
     mask = (orow[:, None] < H) & (ocol[None, :] < W)
     go = tl.load(
         go_ptr + b.to(tl.int64) * sgb + c.to(tl.int64) * sgc + orow[:, None] * sgh + ocol[None, :] * sgw,
-        mask=mask, other=0.0,
+        mask=mask,
+        other=0.0,
     ).to(tl.float32)
     d_base = gx_ptr + b.to(tl.int64) * sdb + c.to(tl.int64) * sdc
     tl.store(d_base + orow[:, None] * sdh + ocol[None, :] * sdw, (go + adj).to(gx_ptr.dtype.element_ty), mask=mask)
@@ -199,10 +238,26 @@ def _launch_forward(x, go, out, wx, wy, params, backward):
     go_strides = go.stride() if go is not None else (0, 0, 0, 0)
     out_strides = out.stride() if out is not None else (0, 0, 0, 0)
     _line_enhance_fwd_kernel[grid](
-        x, go if go is not None else x, out if out is not None else x,
-        wx if wx is not None else x, wy if wy is not None else x, V, Hm,
-        c, h, w, tiles_w, *x.stride(), *go_strides, *out_strides,
-        beta, eps, halo, BACKWARD=backward, TILE=TILE, BLOCK=block,
+        x,
+        go if go is not None else x,
+        out if out is not None else x,
+        wx if wx is not None else x,
+        wy if wy is not None else x,
+        V,
+        Hm,
+        c,
+        h,
+        w,
+        tiles_w,
+        *x.stride(),
+        *go_strides,
+        *out_strides,
+        beta,
+        eps,
+        halo,
+        BACKWARD=backward,
+        TILE=TILE,
+        BLOCK=block,
     )
 
 
@@ -235,8 +290,21 @@ class LineEnhanceFunction(torch.autograd.Function):
         tiles_w = triton.cdiv(w, TILE)
         grid = (triton.cdiv(h, TILE) * tiles_w, b * c)
         _line_enhance_bwd_kernel[grid](
-            wx, wy, grad_out, grad_x, V, Hm, c, h, w, tiles_w,
-            *grad_out.stride(), *grad_x.stride(), halo, TILE=TILE, BLOCK=block,
+            wx,
+            wy,
+            grad_out,
+            grad_x,
+            V,
+            Hm,
+            c,
+            h,
+            w,
+            tiles_w,
+            *grad_out.stride(),
+            *grad_x.stride(),
+            halo,
+            TILE=TILE,
+            BLOCK=block,
         )
         return (grad_x,) + (None,) * 6
 

@@ -32,9 +32,27 @@ BLOCK_P = 64
 
 
 @triton.jit
-def _atom_tile(x_ptr, y_ptr, base_x, base_y, cs, c_mask, p0, npix, w0, h0, wl,
-               sxc, sxh, sxw, syc, syh, syw,
-               RESIDUAL: tl.constexpr, BLOCK_P: tl.constexpr):
+def _atom_tile(
+    x_ptr,
+    y_ptr,
+    base_x,
+    base_y,
+    cs,
+    c_mask,
+    p0,
+    npix,
+    w0,
+    h0,
+    wl,
+    sxc,
+    sxh,
+    sxw,
+    syc,
+    syh,
+    syw,
+    RESIDUAL: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
     p = p0 + tl.arange(0, BLOCK_P)
     p_mask = p < npix
     hh = h0 + p // wl
@@ -52,10 +70,24 @@ def _atom_tile(x_ptr, y_ptr, base_x, base_y, cs, c_mask, p0, npix, w0, h0, wl,
 
 @triton.jit
 def _moments_fwd_kernel(
-    x_ptr, y_ptr, geo_ptr, mean_ptr, m2_ptr,
-    C, A,
-    sxb, sxc, sxh, sxw, syb, syc, syh, syw,
-    RESIDUAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    geo_ptr,
+    mean_ptr,
+    m2_ptr,
+    C,
+    A,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    syb,
+    syc,
+    syh,
+    syw,
+    RESIDUAL: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // A
@@ -73,8 +105,27 @@ def _moments_fwd_kernel(
     mean = tl.zeros((BLOCK_C,), dtype=tl.float32)
     m2 = tl.zeros((BLOCK_C,), dtype=tl.float32)
     for p0 in range(0, npix, BLOCK_P):
-        v, _, mask, _, _ = _atom_tile(x_ptr, y_ptr, base_x, base_y, cs, c_mask, p0, npix, w0, h0, wl,
-                                      sxc, sxh, sxw, syc, syh, syw, RESIDUAL, BLOCK_P)
+        v, _, mask, _, _ = _atom_tile(
+            x_ptr,
+            y_ptr,
+            base_x,
+            base_y,
+            cs,
+            c_mask,
+            p0,
+            npix,
+            w0,
+            h0,
+            wl,
+            sxc,
+            sxh,
+            sxw,
+            syc,
+            syh,
+            syw,
+            RESIDUAL,
+            BLOCK_P,
+        )
         n_tile = tl.minimum(npix - p0, BLOCK_P).to(tl.float32)
         t_mean = tl.sum(v, axis=1) / n_tile
         dev = tl.where(mask, v - t_mean[:, None], 0.0)
@@ -91,11 +142,36 @@ def _moments_fwd_kernel(
 
 @triton.jit
 def _moments_bwd_kernel(
-    x_ptr, y_ptr, geo_ptr, mean_ptr, gmean_ptr, gm2_ptr, dx_ptr, dy_ptr,
-    C, A,
-    sxb, sxc, sxh, sxw, syb, syc, syh, syw,
-    sdb, sdc, sdh, sdw, seb, sec, seh, sew,
-    RESIDUAL: tl.constexpr, NEED_DY: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    geo_ptr,
+    mean_ptr,
+    gmean_ptr,
+    gm2_ptr,
+    dx_ptr,
+    dy_ptr,
+    C,
+    A,
+    sxb,
+    sxc,
+    sxh,
+    sxw,
+    syb,
+    syc,
+    syh,
+    syw,
+    sdb,
+    sdc,
+    sdh,
+    sdw,
+    seb,
+    sec,
+    seh,
+    sew,
+    RESIDUAL: tl.constexpr,
+    NEED_DY: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // A
@@ -114,8 +190,27 @@ def _moments_bwd_kernel(
     base_x = b.to(tl.int64) * sxb
     base_y = b.to(tl.int64) * syb
     for p0 in range(0, npix, BLOCK_P):
-        v, d, mask, hh, ww = _atom_tile(x_ptr, y_ptr, base_x, base_y, cs, c_mask, p0, npix, w0, h0, wl,
-                                        sxc, sxh, sxw, syc, syh, syw, RESIDUAL, BLOCK_P)
+        v, d, mask, hh, ww = _atom_tile(
+            x_ptr,
+            y_ptr,
+            base_x,
+            base_y,
+            cs,
+            c_mask,
+            p0,
+            npix,
+            w0,
+            h0,
+            wl,
+            sxc,
+            sxh,
+            sxw,
+            syc,
+            syh,
+            syw,
+            RESIDUAL,
+            BLOCK_P,
+        )
         g = g_mean[:, None] + g_m2[:, None] * (v - mean[:, None])
         if RESIDUAL:
             g = tl.where(d > 0, g, tl.where(d < 0, -g, 0.0))
@@ -166,8 +261,18 @@ class _AtomMomentsFunction(torch.autograd.Function):
         if x.numel() > 0:
             grid = (bsz * n_atoms, triton.cdiv(c, BLOCK_C))
             _moments_fwd_kernel[grid](
-                x, ys, geo, mean, m2, c, n_atoms, *x.stride(), *ys.stride(),
-                RESIDUAL=residual, BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
+                x,
+                ys,
+                geo,
+                mean,
+                m2,
+                c,
+                n_atoms,
+                *x.stride(),
+                *ys.stride(),
+                RESIDUAL=residual,
+                BLOCK_C=BLOCK_C,
+                BLOCK_P=BLOCK_P,
             )
         ctx.save_for_backward(x, ys, geo, mean)
         ctx.residual = residual
@@ -181,8 +286,8 @@ class _AtomMomentsFunction(torch.autograd.Function):
         residual = ctx.residual
         need_dy = residual and ctx.needs_input_grad[1]
         # (B, C, A) grads → the kernel's (B, A, C) layout
-        g_mean = (g_mean if g_mean is not None else torch.zeros_like(mean.permute(0, 2, 1)))
-        g_m2 = (g_m2 if g_m2 is not None else torch.zeros_like(mean.permute(0, 2, 1)))
+        g_mean = g_mean if g_mean is not None else torch.zeros_like(mean.permute(0, 2, 1))
+        g_m2 = g_m2 if g_m2 is not None else torch.zeros_like(mean.permute(0, 2, 1))
         g_mean = g_mean.permute(0, 2, 1).contiguous().float()
         g_m2 = g_m2.permute(0, 2, 1).contiguous().float()
         dx = torch.empty_like(x)
@@ -190,9 +295,24 @@ class _AtomMomentsFunction(torch.autograd.Function):
         if x.numel() > 0:
             grid = (bsz * n_atoms, triton.cdiv(c, BLOCK_C))
             _moments_bwd_kernel[grid](
-                x, ys, geo, mean, g_mean, g_m2, dx, dy, c, n_atoms,
-                *x.stride(), *ys.stride(), *dx.stride(), *dy.stride(),
-                RESIDUAL=residual, NEED_DY=need_dy, BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
+                x,
+                ys,
+                geo,
+                mean,
+                g_mean,
+                g_m2,
+                dx,
+                dy,
+                c,
+                n_atoms,
+                *x.stride(),
+                *ys.stride(),
+                *dx.stride(),
+                *dy.stride(),
+                RESIDUAL=residual,
+                NEED_DY=need_dy,
+                BLOCK_C=BLOCK_C,
+                BLOCK_P=BLOCK_P,
             )
         return dx, (dy if need_dy else None), None
 

@@ -6,6 +6,16 @@ from hrrkit.nn.losses import CorrentropyLoss
 from hrrkit.nn.additive import AdditiveOutput, AdditiveRefinementHead, HeadLoss, SparseAdditiveRefinement
 
 # --- MSR modules (issue 4) below ---
+from hrrkit.nn.msr import (
+    LineEnhancement,
+    MSROutput,
+    MultiScaleStyleRetrospection,
+    NoisyRescale,
+    ScaledViews,
+    ScaleConsistencyKL,
+    StyleStatistics,
+    StyleStats,
+)
 
 __all__ = [
     "AdditiveOutput",
@@ -13,4 +23,12 @@ __all__ = [
     "HeadLoss",
     "SparseAdditiveRefinement",
     "CorrentropyLoss",
+    "LineEnhancement",
+    "MSROutput",
+    "MultiScaleStyleRetrospection",
+    "NoisyRescale",
+    "ScaledViews",
+    "ScaleConsistencyKL",
+    "StyleStatistics",
+    "StyleStats",
 ]

@@ -77,8 +77,12 @@ def test_edge_gradients_match_scipy(shape, amount):
     factor = sigma2**2 * w.sum() / (t * t * w).sum()
     smooth_h = scipy_ndimage.gaussian_filter1d(sharp, sigma2, axis=0, mode="reflect", truncate=truncate)
     smooth_w = scipy_ndimage.gaussian_filter1d(sharp, sigma2, axis=1, mode="reflect", truncate=truncate)
-    gx_scipy = factor * scipy_ndimage.gaussian_filter1d(smooth_h, sigma2, axis=1, order=1, mode="reflect", truncate=truncate)
-    gy_scipy = factor * scipy_ndimage.gaussian_filter1d(smooth_w, sigma2, axis=0, order=1, mode="reflect", truncate=truncate)
+    gx_scipy = factor * scipy_ndimage.gaussian_filter1d(
+        smooth_h, sigma2, axis=1, order=1, mode="reflect", truncate=truncate
+    )
+    gy_scipy = factor * scipy_ndimage.gaussian_filter1d(
+        smooth_w, sigma2, axis=0, order=1, mode="reflect", truncate=truncate
+    )
     x = torch.from_numpy(img)[None, None]
     gx, gy = edge_gradients_reference(x, sigma1, amount, sigma2, truncate)
     assert_close(gx[0, 0], torch.from_numpy(gx_scipy), torch.float64, name="g_x")

@@ -58,7 +58,9 @@ def test_reference_matches_var_mean_per_cell_and_adaptive_pool(shape):
         pooled = F.adaptive_avg_pool2d(x, n).flatten(2)
         pooled_sq = F.adaptive_avg_pool2d(x * x, n).flatten(2)
         assert_close(mean[..., start : start + n * n], pooled, torch.float64)
-        assert_close(var[..., start : start + n * n], (pooled_sq - pooled**2).clamp_min(0), tol=tolerance_for(torch.float64, 1e3))
+        assert_close(
+            var[..., start : start + n * n], (pooled_sq - pooled**2).clamp_min(0), tol=tolerance_for(torch.float64, 1e3)
+        )
         start += n * n
 
 
