@@ -6,3 +6,4 @@ from hrrkit.bench.cases import correntropy  # noqa: F401
 from hrrkit.bench.cases import additive  # noqa: F401
 
 # --- MSR cases (issue 4) below ---
+from hrrkit.bench.cases import msr  # noqa: F401
