@@ -22,11 +22,9 @@ process and writes a JSON list. ``strict=True`` raises the typed :class:`~hrrkit
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import random
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,10 @@ from torch.utils.data import Dataset, Sampler
 
 from hrrkit.data.io import ImageLoadError, inspect_image, load_image
 from hrrkit.data.layouts import Sample
+from hrrkit.utils.atomic import atomic_write_json
+
+# the public name this module has always exported; the one implementation is hrrkit.utils.atomic
+write_json_atomic = atomic_write_json
 
 __all__ = [
     "INPUT_POLICIES",
@@ -503,28 +505,7 @@ class SkipLog:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the entries as JSON atomically; returns the path."""
-        return write_json_atomic(path, self.entries)
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` as indented JSON: temporary file in the same folder, fsync, rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+        return atomic_write_json(path, self.entries)
 
 
 class SizeBucketBatchSampler(Sampler[list[int]]):

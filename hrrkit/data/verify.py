@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from hrrkit.data.dataset import write_json_atomic
 from hrrkit.data.io import ImageLoadError, MissingFileError, inspect_image, load_image
 from hrrkit.data.layouts import Sample, detect_layout, read_layout
+from hrrkit.utils.atomic import atomic_write_json
 
 __all__ = ["FileRecord", "VerifyReport", "verify_dataset", "hash_file_record", "write_manifest"]
 
@@ -277,4 +277,4 @@ def verify_dataset(
 
 def write_manifest(report: VerifyReport, path: str | os.PathLike) -> Path:
     """Write the full report (with every file's hashes) as JSON, atomically."""
-    return write_json_atomic(path, report.to_dict())
+    return atomic_write_json(path, report.to_dict())

@@ -27,10 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +37,10 @@ from torch import Tensor
 
 import hrrkit
 from hrrkit.retrospect.base import Retrospector, dtype_name, parse_dtype, stable_hash
+from hrrkit.utils.atomic import atomic_write_bytes, remove_stale_temporaries
 
 CACHE_FORMAT = 1
+# owner-tagged temporaries (".tmp-<host>-<pid>-<random>") so a resumed run can clean up after a kill
 _TMP_PREFIX = ".tmp-"
 
 
@@ -69,16 +69,6 @@ def tensors_checksum(tensors: dict[str, Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -140,34 +130,13 @@ class ReconstructionCache:
                         "remove the folder or point the cache elsewhere"
                     )
                 return
-        self._atomic_write(path, text.encode())
+        atomic_write_bytes(path, text.encode(), tmp_prefix=_TMP_PREFIX)
 
     # ------------------------------------------------------------------------------------------
     def entry_path(self, content_hash: str) -> Path:
         if len(content_hash) < 3 or not all(c in "0123456789abcdef" for c in content_hash):
             raise ValueError(f"content hash must be lower-case hex, got {content_hash!r}")
         return self.entries_dir / content_hash[:2] / f"{content_hash}.safetensors"
-
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        try:  # make the rename itself durable
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
 
     def put(self, content_hash: str, tensors: dict[str, Tensor], metadata: dict[str, Any] | None = None) -> Path:
         """Store one entry atomically (tensors converted to ``store_dtype``, moved to CPU)."""
@@ -185,7 +154,7 @@ class ReconstructionCache:
             hrrkit_version=hrrkit.__version__,
         )
         path = self.entry_path(content_hash)
-        self._atomic_write(path, save(stored, metadata=meta))
+        atomic_write_bytes(path, save(stored, metadata=meta), tmp_prefix=_TMP_PREFIX)
         return path
 
     def load(self, content_hash: str) -> CacheEntry:
@@ -249,16 +218,7 @@ class ReconstructionCache:
 
     def clean_stale_tmp(self) -> int:
         """Delete temporary files left by dead processes on this host; returns how many."""
-        host = socket.gethostname()
-        removed = 0
-        for tmp in self.dir.rglob(f"{_TMP_PREFIX}*"):
-            parts = tmp.name[len(_TMP_PREFIX) :].rsplit("-", 2)
-            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-                continue
-            if not _pid_alive(int(parts[1])):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return remove_stale_temporaries(self.dir, _TMP_PREFIX)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,22 +397,16 @@ def _reduce_summary(summary: RunSummary) -> RunSummary:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return summary
+    counters = [f.name for f in fields(RunSummary) if f.name != "failed"]  # the summable ints
     counts = torch.tensor(
-        [summary.total, summary.computed, summary.cached, summary.recomputed_corrupt, summary.nfe,
-         summary.stale_tmp_removed],
+        [getattr(summary, name) for name in counters],
         dtype=torch.int64,
         device="cuda" if dist.get_backend() == "nccl" else "cpu",  # NCCL reduces only CUDA tensors
-    )  # fmt: skip
+    )
     dist.all_reduce(counts)
     failures: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(failures, summary.failed)
-    total, computed, cached, corrupt, nfe, stale = (int(v) for v in counts)
     return RunSummary(
-        total=total,
-        computed=computed,
-        cached=cached,
-        recomputed_corrupt=corrupt,
+        **{name: int(value) for name, value in zip(counters, counts.tolist(), strict=True)},
         failed=[f for part in failures for f in part],
-        nfe=nfe,
-        stale_tmp_removed=stale,
     )

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import stat
+import subprocess
+import sys
 
 import pytest
 
-from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
+from hrrkit.utils.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 
 
 def test_write_and_replace(tmp_path):
@@ -26,3 +37,34 @@ def test_failure_keeps_old_file_and_removes_temporary(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_owner_tagged_temporary_is_named_for_cleanup_and_keeps_umask_mode(tmp_path):
+    target = tmp_path / "entry.bin"
+    seen = []
+    with atomic_path(target, tmp_prefix=".tmp-") as tmp:
+        seen.append(tmp.name)
+        tmp.write_bytes(b"data")
+    host, pid, token = seen[0][len(".tmp-") :].rsplit("-", 2)
+    assert (host, pid) == (socket.gethostname(), str(os.getpid())) and len(token) == 8
+    assert target.read_bytes() == b"data"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    with pytest.raises(ValueError, match="tmp_prefix"):
+        atomic_write_bytes(target, b"x", tmp_prefix="a/b")
+
+
+def test_remove_stale_temporaries_removes_only_dead_writers_on_this_host(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = socket.gethostname()
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / f".tmp-{host}-{dead_pid}-deadbeef"
+    live = tmp_path / f".tmp-{host}-{os.getpid()}-cafecafe"
+    other_host = tmp_path / f".tmp-not-{host}-{dead_pid}-deadbeef"
+    unrelated = tmp_path / ".tmp-notes"
+    for path in (stale, live, other_host, unrelated):
+        path.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path, ".tmp-") == 1
+    assert not stale.exists() and live.exists() and other_host.exists() and unrelated.exists()
