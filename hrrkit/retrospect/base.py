@@ -101,6 +101,20 @@ class RetrospectionCost:
         }
 
 
+def nfe_per_image(calls: int, batch: int, tiles: int, micro_batch: int | None) -> int:
+    """Network evaluations per image from ``calls`` made while reconstructing ``batch`` images of
+    ``tiles`` tiles each, ``micro_batch`` tiles per call (``None``: all ``batch × tiles`` at once).
+
+    Every call processes one chunk of tiles for the whole batch, so an image costs
+    ``calls / chunks`` evaluations per tile, times its tiles.
+    """
+    total_tiles = batch * tiles
+    if total_tiles == 0:
+        return 0
+    chunks = math.ceil(total_tiles / (micro_batch or total_tiles))
+    return (calls // chunks) * tiles
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex SHA-256 (first ``length`` chars) of a JSON-serialisable object, key order ignored."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
@@ -331,11 +345,7 @@ class Retrospector(abc.ABC):
                 self.micro_batch,
                 {"reconstruction": 1, "latent_error": self.latent_factor},
             )
-            calls = self._nfe_counter
-            chunk = self.micro_batch or padded.shape[0] * grid.count
-            # every network call processed ``chunk`` tiles at once: calls per chunk × chunks per image
-            chunks = math.ceil(padded.shape[0] * grid.count / chunk)
-            nfe_per_image = (calls // chunks) * grid.count if chunks else 0
+            nfe = nfe_per_image(self._nfe_counter, padded.shape[0], grid.count, self.micro_batch)
             recon = crop_to(out["reconstruction"], info)  # type: ignore[arg-type]
             if self.clamp:
                 recon = recon.clamp(-1.0, 1.0)
@@ -347,7 +357,7 @@ class Retrospector(abc.ABC):
             reconstruction=recon.to(device=in_device, dtype=in_dtype),
             residual=residual.to(device=in_device, dtype=in_dtype),
             latent_error=None if latent_error is None else latent_error.to(device=in_device),
-            nfe=nfe_per_image,
+            nfe=nfe,
         )
 
     def __call__(self, images: Tensor) -> Tensor:

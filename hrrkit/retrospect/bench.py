@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from hrrkit.retrospect.autoencoder import AutoencoderRetrospector
-from hrrkit.retrospect.base import Retrospector, dtype_name
+from hrrkit.retrospect.base import Retrospector, dtype_name, nfe_per_image
 from hrrkit.retrospect.latent import LatentRetrospector
 from hrrkit.retrospect.pixel_ddim import PixelDDIMRetrospector
 from hrrkit.retrospect.tiny import tiny_latent_unet, tiny_pixel_unet, tiny_vae
@@ -93,9 +93,7 @@ def benchmark(
             images = (torch.rand(batch, 3, h, w, generator=gen) * 2 - 1).to(device)
             calls, reported = count_unet_calls(retro, images)  # also the warm-up
             cost = retro.cost((h, w))
-            chunks = 1 if retro.micro_batch is None else -(-batch * cost.tiles // retro.micro_batch)
-            # calls process whole batches: per image it is calls / chunks × tiles
-            measured_nfe = calls // chunks * cost.tiles if calls else 0
+            measured_nfe = nfe_per_image(calls, batch, cost.tiles, retro.micro_batch)
             if measured_nfe != cost.nfe or reported != cost.nfe:
                 raise AssertionError(
                     f"{name}: NFE mismatch at {h}x{w}: hook counted {measured_nfe}, reported {reported}, "

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hrrkit.retrospect import AutoencoderRetrospector, LatentRetrospector, PixelDDIMRetrospector
+from hrrkit.retrospect.base import nfe_per_image
 from hrrkit.retrospect.bench import DIRE_NFE, benchmark, count_unet_calls, format_table
 from hrrkit.retrospect.tiny import tiny_latent_unet, tiny_pixel_unet, tiny_vae
 
@@ -35,6 +36,21 @@ def test_nfe_with_tiles_one_tile_per_call():
     cost = retro.cost((13, 19))
     assert cost.tiles == 6 and cost.unet_evals == 6
     assert reported == calls == cost.nfe == 36
+
+
+@pytest.mark.parametrize(
+    ("calls", "batch", "tiles", "micro_batch", "expected"),
+    [
+        (10, 3, 1, None, 10),  # whole batch in each call: 10 steps
+        (36, 1, 6, 1, 36),  # one tile per call: 6 tiles x 6 steps
+        (12, 2, 6, 5, 24),  # 12 tiles in chunks of 5 -> 3 chunks, so 4 steps; x 6 tiles
+        (4, 2, 6, 64, 24),  # micro batch larger than the work: one chunk
+        (0, 2, 3, None, 0),  # an autoencoder makes no UNet calls
+        (5, 0, 3, None, 0),  # an empty batch costs nothing (no division by zero)
+    ],
+)
+def test_nfe_per_image_converts_calls_over_a_batch(calls, batch, tiles, micro_batch, expected):
+    assert nfe_per_image(calls, batch, tiles, micro_batch) == expected
 
 
 def test_latent_one_step_is_8x_cheaper_than_dire():
