@@ -16,6 +16,9 @@ import hrrkit
 # Subcommand modules under hrrkit.cli, in the order `hrrkit --help` lists them.
 SUBCOMMANDS: list[str] = [
     "env",
+    "train",
+    "eval",
+    "detect",
     "bench",
     # --- retrospection (issue 5) ---
     "retrospect",

@@ -179,6 +179,8 @@ def _augmentation(spec: str | Augmentation | None) -> Augmentation:
         return AUGMENTATION_PRESETS["none"]
     if isinstance(spec, Augmentation):
         return spec
+    if callable(spec) and hasattr(spec, "is_identity"):
+        return spec  # any (img, rng) -> img transform, e.g. hrrkit.eval.perturb.Perturbation
     if spec not in AUGMENTATION_PRESETS:
         raise ValueError(f"unknown augmentation preset {spec!r}; choose one of {sorted(AUGMENTATION_PRESETS)}")
     return AUGMENTATION_PRESETS[spec]
@@ -247,6 +249,30 @@ def _hwc_to_tensor(array: np.ndarray) -> torch.Tensor:
         array = array.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3)
     return tensor.to(torch.float32).div_(127.5).sub_(1.0).contiguous()
+
+
+def apply_input_policy(
+    img: Image.Image,
+    policy: str,
+    crop_size: int,
+    max_tiles: int | None = None,
+    rng: random.Random | None = None,
+) -> torch.Tensor:
+    """A decoded image as the tensor an input policy gives: ``(C, H, W)`` for ``native``,
+    ``center_crop`` and ``random_crop`` (``rng`` places the crop), ``(T, C, s, s)`` for ``tiles``;
+    float32 in [-1, 1]."""
+    if policy not in INPUT_POLICIES:
+        raise ValueError(f"unknown input_policy {policy!r}; choose one of {list(INPUT_POLICIES)}")
+    array = np.asarray(img, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if policy == "native":
+        return _hwc_to_tensor(array)
+    if policy == "center_crop":
+        return _hwc_to_tensor(center_crop(array, crop_size))
+    if policy == "random_crop":
+        return _hwc_to_tensor(random_crop(array, crop_size, rng or random.Random(0)))
+    return _hwc_to_tensor(grid_tiles(array, crop_size, max_tiles))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,19 +372,9 @@ class ImageDataset(Dataset):
                 raise
             item["skipped"] = exc.to_dict()
             return item
-        array = np.asarray(img, dtype=np.uint8)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if self.input_policy == "native":
-            item["image"] = _hwc_to_tensor(array)
-        elif self.input_policy == "center_crop":
-            item["image"] = _hwc_to_tensor(center_crop(array, self.crop_size))
-        elif self.input_policy == "random_crop":
-            # a second stream, so crops do not shift when augmentation settings change
-            rng = random.Random(f"{self.seed}:{self.epoch}:{index}:crop")
-            item["image"] = _hwc_to_tensor(random_crop(array, self.crop_size, rng))
-        else:
-            item["image"] = _hwc_to_tensor(grid_tiles(array, self.crop_size, self.max_tiles))
+        # a second stream, so crops do not shift when augmentation settings change
+        rng = random.Random(f"{self.seed}:{self.epoch}:{index}:crop")
+        item["image"] = apply_input_policy(img, self.input_policy, self.crop_size, self.max_tiles, rng)
         return item
 
     def header_sizes(self) -> list[tuple[int, int] | None]:

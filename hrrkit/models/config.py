@@ -89,21 +89,29 @@ class BackboneConfig:
 
 @dataclass
 class StyleConfig:
-    """StyleStatistics over grid ``levels``; ``enabled=False`` pools plain channel means instead."""
+    """StyleStatistics over grid ``levels``; ``descriptor``: ``both`` (style + style-normalised
+    content), ``content`` or ``style``; ``pixel_residual_stats`` appends the multi-level moments of
+    the pixel residual; ``enabled=False`` pools plain channel means instead."""
 
     enabled: bool = True
     levels: tuple[int, ...] = (1, 2, 4)
-    include_style: bool = True
+    descriptor: str = "both"
+    pixel_residual_stats: bool = True
 
 
 @dataclass
 class HeadConfig:
-    """``additive`` (AFR: SparseAdditiveRefinement) or ``linear``; the additive basis settings."""
+    """``additive`` (AFR: SparseAdditiveRefinement) or ``linear`` (batch-normalised linear logit, as a
+    DIRE-style baseline). ``basis``/``num_basis``/``normalization``: the additive basis (see
+    ``docs/afr.md``); ``penalty_mode``: ``proximal`` (exact zeros through a group soft-threshold after
+    each optimiser step) or ``loss`` (penalty added to the loss); ``fuse``: how per-scale
+    descriptors are fused, ``mean`` or ``learned`` weights."""
 
     kind: str = "additive"
     basis: str = "bspline"
     num_basis: int = 8
-    hidden: int | None = None
+    normalization: str = "tanh"
+    penalty_mode: str = "proximal"
     fuse: str = "mean"
 
 

@@ -1,0 +1,207 @@
+"""Training recipes: one config file → data, detector, training, evaluation (``hrrkit train CONFIG``).
+
+A run config (YAML or JSON)::
+
+    detector: {preset: hrr, head: {num_basis: 8}}   # a preset name and/or DetectorConfig fields
+    data:
+      root: /data/ForenSynths         # a dataset folder in any supported layout, or a CSV manifest
+      layout: auto
+      train_split: train              # null = every sample not in val/test
+      val_split: val                  # null = a seeded val_fraction of the training samples
+      test_split: test                # evaluated with the best checkpoint at the end (null = skip)
+      train_generators: [progan]      # restrict the training fakes (null = all)
+    train: {epochs: 5, batch_size: 16, lr: 0.001}
+    output_dir: runs/forensynths-hrr
+
+Relative paths in the file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrrkit.data.dataset import ImageDataset
+from hrrkit.data.layouts import Sample, read_layout
+from hrrkit.models.config import ConfigError, DetectorConfig, load_config_file
+from hrrkit.models.detector import HRRDetector, preset_config
+from hrrkit.train.config import TrainConfig
+from hrrkit.train.trainer import TrainResult, fit, predict_dataset, seed_everything
+
+
+@dataclass
+class DataConfig:
+    root: str = ""
+    layout: str = "auto"
+    train_split: str | None = "train"
+    val_split: str | None = "val"
+    test_split: str | None = "test"
+    val_fraction: float = 0.1
+    train_generators: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.root:
+            raise ConfigError("data.root: required (a dataset folder or a CSV manifest)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={self.val_fraction}: must be in [0, 1)")
+
+
+@dataclass
+class RunConfig:
+    detector: DetectorConfig
+    data: DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output_dir: str = "runs/hrr"
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector.to_dict(), "data": asdict(self.data), "train": self.train.to_dict(),
+            "output_dir": self.output_dir, "device": self.device,
+        }
+
+
+def detector_config_from(spec: Any, where: str = "detector") -> DetectorConfig:
+    """A DetectorConfig from ``None``, a preset name, or a mapping with an optional ``preset`` key."""
+    if spec is None:
+        return preset_config("hrr")
+    if isinstance(spec, str):
+        return preset_config(spec)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a preset name or a mapping")
+    spec = dict(spec)
+    base = preset_config(spec.pop("preset", "hrr")).to_dict()
+    return DetectorConfig.from_dict(_deep_merge(base, spec, where), where=where)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if key not in base:
+            raise ConfigError(f"{where}.{key}: unknown field; known: {sorted(base)}")
+        if isinstance(value, dict) and isinstance(base[key], dict) and key not in ("options",):
+            out[key] = _deep_merge(base[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def load_run_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a run config file; relative paths are resolved against its folder."""
+    path = Path(path)
+    raw = load_config_file(path)
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    known = {"detector", "data", "train", "output_dir", "device"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level field(s) {unknown}; known: {sorted(known)}")
+    if "data" not in raw:
+        raise ConfigError(f"{path}: 'data' section missing (data.root names the dataset)")
+    base = path.resolve().parent
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else str((base / os.path.expanduser(p)).resolve())
+
+    data_raw = dict(raw["data"])
+    data_known = {f.name for f in fields(DataConfig)}
+    if set(data_raw) - data_known:
+        raise ConfigError(f"{path}: data: unknown field(s) {sorted(set(data_raw) - data_known)}; known: {sorted(data_known)}")
+    data_raw["root"] = resolve(data_raw.get("root")) or ""
+    detector = detector_config_from(raw.get("detector"), where=f"{path}: detector")
+    for section in ("retrospector", "backbone"):
+        sub = getattr(detector, section)
+        key = "path" if section == "retrospector" else "pretrained_path"
+        if getattr(sub, key):
+            setattr(sub, key, resolve(getattr(sub, key)))
+    return RunConfig(
+        detector=detector,
+        data=DataConfig(**data_raw),
+        train=TrainConfig.from_dict(raw.get("train", {})),
+        output_dir=resolve(raw.get("output_dir", "runs/hrr")),
+        device=raw.get("device", "auto"),
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
+    """The train / val / test samples of a data config."""
+    samples = read_layout(data.root, data.layout)
+    canon = lambda s: {"valid": "val", "validation": "val"}.get((s or "").lower(), (s or "").lower())  # noqa: E731
+    by_split: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_split.setdefault(canon(s.split), []).append(s)
+    wanted = {k: canon(v) if v else None for k, v in
+              (("train", data.train_split), ("val", data.val_split), ("test", data.test_split))}
+    test = by_split.get(wanted["test"], []) if wanted["test"] else []
+    val = by_split.get(wanted["val"], []) if wanted["val"] else []
+    if wanted["train"]:
+        train = by_split.get(wanted["train"], [])
+        if not train and set(by_split) == {""}:
+            train = by_split[""]  # an unsplit data set: everything is training data
+    else:
+        used = {wanted["val"], wanted["test"]}
+        train = [s for k, v in by_split.items() if k not in used for s in v]
+    if not train:
+        raise ConfigError(f"data: no training samples in split {data.train_split!r} of {data.root} "
+                          f"(splits present: {sorted(k or 'none' for k in by_split)})")
+    if data.train_generators:
+        keep = set(data.train_generators)
+        train = [s for s in train if s.label == 0 or s.generator in keep]
+    if not val and data.val_fraction > 0:
+        rng = random.Random(seed)
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        n_val = max(1, int(round(len(train) * data.val_fraction))) if len(train) > 1 else 0
+        val_idx = set(order[:n_val])
+        val = [s for i, s in enumerate(train) if i in val_idx]
+        train = [s for i, s in enumerate(train) if i not in val_idx]
+    return {"train": train, "val": val, "test": test}
+
+
+def make_datasets(detector: DetectorConfig, splits: dict[str, list[Sample]], seed: int) -> dict[str, ImageDataset]:
+    inp = detector.input
+    load = {"max_pixels": inp.max_pixels}
+    common = dict(crop_size=inp.crop_size, reencode=inp.reencode, seed=seed, load_options=load)
+    out = {"train": ImageDataset(splits["train"], input_policy=inp.policy, augment=inp.augment,
+                                 max_tiles=inp.max_tiles, **common)}
+    for name in ("val", "test"):
+        out[name] = ImageDataset(splits[name], input_policy=inp.eval_policy, augment="none",
+                                 max_tiles=inp.max_tiles, **common)
+    return out
+
+
+def run_training(config: RunConfig, *, resume: bool = True, progress: bool = True, evaluate: bool = True) -> TrainResult:
+    """Train the detector of ``config``; with ``evaluate`` score the test split with the best checkpoint
+    and write ``<output_dir>/test_report/``."""
+    seed_everything(config.train.seed)
+    device = resolve_device(config.device)
+    splits = split_samples(config.data, config.train.seed)
+    datasets = make_datasets(config.detector, splits, config.train.seed)
+    model = HRRDetector(config.detector)
+    result = fit(model, datasets["train"], datasets["val"] if len(datasets["val"]) else None, config.train,
+                 config.output_dir, device=device, resume=resume, progress=progress, run_config=config.to_dict())
+    if evaluate and len(datasets["test"]) and int(os.environ.get("RANK", "0")) == 0:
+        from hrrkit.eval.report import write_report
+        from hrrkit.models.detector import load_detector
+
+        best = load_detector(Path(config.output_dir) / "best", device=device)
+        pred = predict_dataset(best, datasets["test"], batch_size=config.train.batch_size, device=device,
+                               progress=progress, desc="test")
+        write_report(pred, Path(config.output_dir) / "test_report", threshold=best.config.threshold,
+                     title=f"{config.detector.name} on {Path(config.data.root).name} (test split)")
+    return result

@@ -1,0 +1,442 @@
+"""The training loop: AdamW, schedule, AMP, clipping, seeds, validation, best-AP checkpoint, early
+stopping, resume, JSONL logs, progress bar, DistributedDataParallel under ``torchrun``.
+
+The model contract (``HRRDetector`` and the baselines follow it):
+
+* ``model(images) -> output`` with ``output.logits`` of shape ``(N,)`` (one per image or tile);
+* ``model.compute_loss(output, labels) -> (loss, parts)`` with ``labels`` float ``(N,)`` in {0, 1}
+  and ``parts`` a dict of floats for logging;
+* optionally ``model.after_optimizer_step(lr)`` (e.g. the additive head's proximal step);
+* ``model.config.to_dict()`` for the checkpoint.
+
+Run folder::
+
+    run/
+      config.json                  detector + training config of the run
+      log.jsonl                    one JSON record per logged step and per epoch
+      checkpoints/epoch_0003/      model.safetensors, config.json, trainer.pt, state.json
+      last.json                    {"checkpoint": "checkpoints/epoch_0003"} (written last, atomically)
+      best/                        the detector folder of the best validation AP (hrrkit.load_detector)
+      skipped_files.json           unreadable files met during training, with reasons
+
+A run killed at any moment resumes from ``last.json``: an epoch checkpoint is referenced only after
+all of its files were written. Epoch ``e`` depends only on the state saved after epoch ``e − 1`` and
+on ``(seed, e)``, so a resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hrrkit.data.dataset import ImageDataset, SizeBucketBatchSampler, SkipLog, collate_samples
+from hrrkit.eval.metrics import average_precision
+from hrrkit.models.checkpoint import save_detector
+from hrrkit.train.config import TrainConfig
+from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_ap: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    initialised_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def broadcast_flag(self, value: bool) -> bool:
+        if self.world == 1:
+            return value
+        t = torch.tensor([1 if value else 0])
+        torch.distributed.broadcast(t, src=0)
+        return bool(t.item())
+
+
+def _setup_distributed(device: torch.device) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    here = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        here = True
+    return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), initialised_here=here)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return 1.0
+        if config.schedule == "step":
+            return 0.1 if step >= (2 * total_steps) // 3 else 1.0
+        span = max(total_steps - config.warmup_steps, 1)
+        progress = min(max(step - config.warmup_steps, 0) / span, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # no decay for biases, norms and parameters a module marks as sparsity-penalised (no_weight_decay)
+    skip: set[str] = set()
+    for mod_name, module in model.named_modules():
+        names = getattr(module, "no_weight_decay", None)
+        if callable(names):
+            skip |= {f"{mod_name}.{n}" if mod_name else n for n in names()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _loader(dataset: ImageDataset, config: TrainConfig, *, shuffle: bool, dist: _Dist, epoch: int) -> DataLoader:
+    if dataset.input_policy == "native":
+        sizes = dataset.header_sizes()
+    else:
+        sizes = [(1, 1)] * len(dataset)  # every item has the same shape: one bucket
+    sampler = SizeBucketBatchSampler(
+        sizes, config.batch_size, shuffle=shuffle, seed=config.seed, num_replicas=dist.world if shuffle else 1,
+        rank=dist.rank if shuffle else 0,
+    )
+    sampler.set_epoch(epoch)
+    dataset.set_epoch(epoch)
+    return DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=config.num_workers,
+        persistent_workers=False,
+    )
+
+
+def _labels_for(batch: dict[str, Any]) -> torch.Tensor:
+    labels = batch["labels"].float()
+    if "tile_owner" in batch:
+        labels = labels[batch["tile_owner"]]
+    return labels
+
+
+def image_scores(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+    """Probability that each image is generated; tiles of one image are averaged in logit space."""
+    logits = logits.detach().float().reshape(-1)
+    if "tile_owner" in batch:
+        owner = batch["tile_owner"].to(logits.device)
+        n = len(batch["paths"])
+        sums = torch.zeros(n, device=logits.device).index_add_(0, owner, logits)
+        counts = torch.zeros(n, device=logits.device).index_add_(0, owner, torch.ones_like(logits))
+        logits = sums / counts
+    return torch.sigmoid(logits)
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module, dataset: ImageDataset, *, batch_size: int = 16, device: torch.device | str = "cpu",
+    num_workers: int = 0, progress: bool = True, desc: str = "score", skip_log: SkipLog | None = None,
+) -> dict[str, Any]:
+    """Score every readable image of ``dataset``.
+
+    Returns a dict with ``scores`` (float64 numpy, probability of generated), ``labels``, ``paths``,
+    ``generators``, ``sources`` (lists aligned with ``scores``) and ``skipped`` (unreadable files).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    sizes = dataset.header_sizes() if dataset.input_policy == "native" else [(1, 1)] * len(dataset)
+    loader = DataLoader(
+        dataset, batch_sampler=SizeBucketBatchSampler(sizes, batch_size), collate_fn=collate_samples,
+        num_workers=num_workers,
+    )
+    skip_log = skip_log if skip_log is not None else SkipLog()
+    out: dict[str, list] = {"scores": [], "labels": [], "paths": [], "generators": [], "sources": []}
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        skip_log.update(batch)
+        if batch["images"] is None:
+            continue
+        output = model(batch["images"].to(device))
+        out["scores"] += image_scores(output.logits, batch).cpu().double().tolist()
+        out["labels"] += batch["labels"].tolist()
+        out["paths"] += batch["paths"]
+        out["generators"] += batch["generators"]
+        out["sources"] += batch["sources"]
+    model.train(was_training)
+    result: dict[str, Any] = {k: v for k, v in out.items()}
+    result["scores"] = np.asarray(out["scores"], dtype=np.float64)
+    result["labels"] = np.asarray(out["labels"], dtype=np.int64)
+    result["skipped"] = skip_log.entries
+    return result
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_epoch_checkpoint(run_dir: Path, model: nn.Module, optimizer, scheduler, state: dict[str, Any], keep: int) -> None:
+    name = f"epoch_{state['epoch']:04d}"
+    folder = run_dir / "checkpoints" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    save_detector(model, folder)
+    trainer_state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write_with(folder / "trainer.pt", lambda tmp: torch.save(trainer_state, tmp))
+    atomic_write_json(folder / "state.json", state)
+    atomic_write_json(run_dir / "last.json", {"checkpoint": f"checkpoints/{name}", "epoch": state["epoch"]})
+    # prune old epoch checkpoints (never the one last.json names)
+    epochs = sorted(p for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir())
+    for old in epochs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_last_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    pointer = run_dir / "last.json"
+    if not pointer.is_file():
+        return None
+    try:
+        folder = run_dir / json.loads(pointer.read_text())["checkpoint"]
+        state = json.loads((folder / "state.json").read_text())
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise RuntimeError(f"{pointer}: cannot resume, the checkpoint it names is unreadable ({exc})") from None
+    folder = folder.resolve()
+    if run_dir.resolve() not in folder.parents:
+        raise RuntimeError(f"{pointer}: names a checkpoint outside the run folder ({folder})")
+    return folder, state
+
+
+def _restore(folder: Path, model: nn.Module, optimizer, scheduler) -> None:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "model.safetensors"), device="cpu")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"{folder}: checkpoint does not fit the model (missing {missing}, unexpected {unexpected})")
+    trainer_state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(trainer_state["optimizer"])
+    scheduler.load_state_dict(trainer_state["scheduler"])
+    torch.set_rng_state(trainer_state["torch_rng"])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: nn.Module,
+    train_set: ImageDataset,
+    val_set: ImageDataset | None,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    device: torch.device | str = "cpu",
+    resume: bool = True,
+    progress: bool = True,
+    run_config: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``train_set``, validating on ``val_set`` each epoch.
+
+    Args:
+        model: a detector following the contract in the module docstring (not yet on ``device``).
+        train_set, val_set: datasets of :class:`~hrrkit.data.dataset.ImageDataset` (``val_set``
+            ``None`` keeps the last epoch as "best").
+        config: the training settings.
+        run_dir: the run folder (created; resumed from when it holds ``last.json`` and ``resume``).
+        device: where to train. Under ``torchrun`` each process uses its ``LOCAL_RANK`` GPU on CUDA.
+        run_config: the full config to record in ``run/config.json``.
+        on_epoch_end: called with each epoch record (on the main process).
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint stays in place).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    device = torch.device(device)
+    dist = _setup_distributed(device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    seed_everything(config.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    steps_per_epoch = len(_loader(train_set, config, shuffle=True, dist=dist, epoch=0).batch_sampler)
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total_steps = max(steps_per_epoch * config.epochs, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+
+    state: dict[str, Any] = {"epoch": -1, "step": 0, "best_ap": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    resumed = _load_last_checkpoint(run_dir) if resume else None
+    if resumed is not None:
+        folder, state = resumed
+        _restore(folder, model, optimizer, scheduler)
+        model.to(device)
+    elif dist.main and run_config is not None:
+        atomic_write_json(run_dir / "config.json", run_config)
+
+    train_model: nn.Module = model
+    if dist.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    log_path = run_dir / "log.jsonl"
+    skip_log = SkipLog()
+
+    def log(record: dict[str, Any]) -> None:
+        if dist.main:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    stopped_early = False
+    start_epoch = state["epoch"] + 1
+    if resumed is not None and dist.main:
+        log({"event": "resume", "from_epoch": state["epoch"], "time": time.time()})
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        loader = _loader(train_set, config, shuffle=True, dist=dist, epoch=epoch)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=not (progress and dist.main), leave=False)
+        epoch_loss, seen = 0.0, 0
+        for step_in_epoch, batch in enumerate(loader):
+            if step_in_epoch >= steps_per_epoch:
+                break
+            skip_log.update(batch)
+            if batch["images"] is None:
+                continue
+            images = batch["images"].to(device)
+            labels = _labels_for(batch).to(device)
+            with _autocast(device, config.amp):
+                output = train_model(images)
+            core = train_model.module if dist.world > 1 else train_model
+            loss, parts = core.compute_loss(output, labels)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {state['step']} "
+                    f"(parts: {parts}); the last good checkpoint is {run_dir / 'last.json'}. "
+                    "Lower the learning rate or enable gradient clipping."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            if hasattr(core, "after_optimizer_step"):
+                core.after_optimizer_step(lr)
+            state["step"] += 1
+            epoch_loss += loss.item() * len(labels)
+            seen += len(labels)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if state["step"] % config.log_every == 0:
+                log({"event": "step", "epoch": epoch, "step": state["step"], "lr": lr, "loss": loss.item(), **parts})
+        bar.close()
+
+        record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": state["step"],
+                                  "train_loss": epoch_loss / max(seen, 1), "time": time.time()}
+        improved = False
+        if dist.main:
+            if val_set is not None and len(val_set):
+                pred = predict_dataset(model, val_set, batch_size=config.batch_size, device=device,
+                                       num_workers=config.num_workers, progress=progress, desc="validate",
+                                       skip_log=skip_log)
+                ap = average_precision(pred["labels"], pred["scores"]) if len(pred["labels"]) else float("nan")
+                record["val_ap"] = ap
+                improved = not math.isnan(ap) and ap > state["best_ap"]
+            else:
+                improved = True
+            if improved:
+                state["best_ap"] = record.get("val_ap", float("nan"))
+                state["best_epoch"] = epoch
+                state["bad_epochs"] = 0
+                save_detector(model, run_dir / "best", extra={"epoch": epoch, "val_ap": record.get("val_ap")})
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch
+            state["history"].append(record)
+            _save_epoch_checkpoint(run_dir, model, optimizer, scheduler, state, config.keep_checkpoints)
+            log(record)
+            if skip_log:
+                skip_log.write(run_dir / "skipped_files.json")
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+        stop = config.early_stopping_patience > 0 and state["bad_epochs"] >= config.early_stopping_patience
+        stop = dist.broadcast_flag(stop)
+        dist.barrier()
+        if stop:
+            stopped_early = True
+            break
+    if dist.initialised_here:
+        torch.distributed.destroy_process_group()
+    return TrainResult(
+        run_dir=run_dir, best_ap=state["best_ap"], best_epoch=state["best_epoch"],
+        epochs_run=state["epoch"] + 1, stopped_early=stopped_early, history=state["history"],
+        skipped=skip_log.entries,
+    )
