@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from hrrkit.kernels._gaussian import gaussian_taps, kernel_radius
-from hrrkit.ops._dispatch import OpSpec, dispatch, register_op
+from hrrkit.ops._dispatch import FusedUnavailableError, OpSpec, _env_impl, dispatch, register_op, resolve_impl
 
 #: Largest halo (r₁ + r₂, in pixels) the fused kernel handles; beyond it the reference runs.
 FUSED_MAX_HALO = 48
@@ -198,14 +198,12 @@ def line_enhance(
     """
     _check_args(x, sigma_sharpen, amount, sigma_edge, beta, truncate, eps)
     args = (float(sigma_sharpen), float(amount), float(sigma_edge), float(beta), float(truncate), float(eps))
-    if impl != "reference" and fused_halo(sigma_sharpen, sigma_edge, truncate) > FUSED_MAX_HALO:
-        if impl == "triton":
-            from hrrkit.ops._dispatch import FusedUnavailableError
-
-            raise FusedUnavailableError(
-                "line_enhance",
-                [f"halo r1 + r2 = {fused_halo(sigma_sharpen, sigma_edge, truncate)} > {FUSED_MAX_HALO} pixels"],
-            )
+    halo = fused_halo(sigma_sharpen, sigma_edge, truncate)
+    if halo > FUSED_MAX_HALO and resolve_impl("line_enhance", impl, (x,)) == "triton":
+        # the fused path was chosen but cannot take this halo: an explicit request (argument or
+        # environment) is an error, "auto" quietly runs the reference
+        if impl == "triton" or _env_impl("line_enhance") == "triton":
+            raise FusedUnavailableError("line_enhance", [f"halo r1 + r2 = {halo} > {FUSED_MAX_HALO} pixels"])
         return line_enhance_reference(x, *args)
     fn = dispatch("line_enhance", impl, (x,))
     return fn(x, *args)
