@@ -9,8 +9,10 @@ that runs:
 * ``impl="triton"`` runs the fused kernel or raises :class:`FusedUnavailableError` naming every
   reason it cannot; it never falls back silently.
 * ``impl="auto"`` (the default) first consults the environment (``HRRKIT_IMPL_<OP>``, then
-  ``HRRKIT_IMPL``); when that is unset or ``auto`` too, the fused kernel runs if it can and the
-  reference otherwise. An explicit ``impl`` argument always beats the environment.
+  ``HRRKIT_IMPL``); when that is unset or ``auto`` too, the fused kernel runs on CUDA tensors when
+  it can and the reference otherwise (on CPU always the reference: the Triton interpreter is for
+  tests, reached only by an explicit ``triton``). An explicit ``impl`` argument always beats the
+  environment.
 
 Under ``torch.compile`` ``auto`` resolves to the reference without reading the environment, so that
 the compiler sees plain PyTorch ops and traces them without graph breaks.
@@ -187,7 +189,9 @@ def resolve_impl(op: str, impl: str, tensors: Sequence[torch.Tensor]) -> str:
         if reasons:
             raise FusedUnavailableError(op, reasons)
         return "triton"
-    return "reference" if reasons else "triton"
+    # auto: the fused kernel only on CUDA; on CPU the interpreter is a correctness tool, never a default
+    on_cuda = all(t.device.type == "cuda" for t in tensors if isinstance(t, torch.Tensor))
+    return "triton" if on_cuda and not reasons else "reference"
 
 
 def dispatch(op: str, impl: str, tensors: Sequence[torch.Tensor]) -> Callable[..., Any]:
@@ -209,6 +213,8 @@ def op_table(device: str | torch.device = "cpu", dtype: torch.dtype = torch.floa
     for name, spec in sorted(_REGISTRY.items()):
         env = _env_impl(name)
         reasons = device_reasons(device)
+        if device.type != "cuda" and not reasons:
+            reasons.append("impl='auto' uses fused kernels on CUDA only (impl='triton' runs them interpreted)")
         if dtype not in spec.fused_dtypes:
             reasons.append(f"dtype {dtype} not supported")
         if env == "reference":

@@ -28,9 +28,10 @@ def test_auto_on_cpu_without_interpreter_is_reference(no_interpreter):
     assert resolve_impl("correntropy", "auto", [torch.zeros(2), torch.zeros(2)]) == "reference"
 
 
-def test_auto_on_cpu_with_interpreter_is_triton(no_interpreter, monkeypatch):
+def test_auto_on_cpu_with_interpreter_is_still_reference(no_interpreter, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_impl("correntropy", "auto", [torch.zeros(2), torch.zeros(2)]) == "triton"
+    assert resolve_impl("correntropy", "auto", [torch.zeros(2), torch.zeros(2)]) == "reference"
+    assert resolve_impl("correntropy", "triton", [torch.zeros(2), torch.zeros(2)]) == "triton"
 
 
 def test_explicit_triton_never_falls_back(no_interpreter):
