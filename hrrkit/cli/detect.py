@@ -58,6 +58,16 @@ def run(args: argparse.Namespace) -> int:
     failures: list[dict] = []
     maps_dir = Path(args.maps) if args.maps else None
     pending: list[tuple[Path, object]] = []
+    map_stems: set[str] = set()
+
+    def map_stem(path: Path) -> str:
+        # the file name with its extension (a.png and a.jpg differ), made unique across folders
+        stem, n = path.name, 1
+        while stem in map_stems:
+            n += 1
+            stem = f"{path.name}-{n}"
+        map_stems.add(stem)
+        return stem
 
     def flush() -> None:
         if not pending:
@@ -67,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             row = {"path": str(path), "score": pred["score"], "label": pred["label"], "threshold": threshold,
                    "scale_scores": pred["scale_scores"], "error": None}
             if maps_dir is not None:
-                row["maps"] = detector.save_evidence_maps(pred, maps_dir, Path(path).stem)
+                row["maps"] = detector.save_evidence_maps(pred, maps_dir, map_stem(Path(path)))
             rows.append(row)
         pending.clear()
 
@@ -84,17 +94,21 @@ def run(args: argparse.Namespace) -> int:
         if len(pending) >= args.batch_size:
             flush()
     flush()
-    all_rows = rows + failures
+    order = {str(f): i for i, f in enumerate(files)}
+    all_rows = sorted(rows + failures, key=lambda r: order[r["path"]])  # the order the files were given
     if args.out:
         out = Path(args.out)
         with atomic_path(out) as tmp:
             with open(tmp, "w", newline="") as fh:
                 if out_format == "csv":
-                    writer = csv.DictWriter(fh, fieldnames=["path", "score", "label", "threshold", "scale_scores", "error"],
-                                            extrasaction="ignore")
+                    fieldnames = ["path", "score", "label", "threshold", "scale_scores", "error"]
+                    if maps_dir is not None:
+                        fieldnames.append("maps")
+                    writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
                     writer.writeheader()
                     for r in all_rows:
-                        writer.writerow({**r, "scale_scores": json.dumps(r["scale_scores"])})
+                        writer.writerow({**r, "scale_scores": "" if r["scale_scores"] is None else json.dumps(r["scale_scores"]),
+                                         "maps": ";".join(r.get("maps") or [])})
                 else:
                     for r in all_rows:
                         fh.write(json.dumps(r) + "\n")

@@ -12,6 +12,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hrrkit.data.dataset import ImageDataset
+    from hrrkit.data.io import ImageLoadError
     from hrrkit.data.layouts import LayoutError, read_layout
     from hrrkit.eval.report import summarise, write_report
     from hrrkit.models.checkpoint import CheckpointError
@@ -19,11 +20,32 @@ def run(args: argparse.Namespace) -> int:
     from hrrkit.train.trainer import predict_dataset
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.calibrate_fpr is not None and not args.calibrate_on:
+        print("hrrkit eval: --calibrate-fpr needs --calibrate-on FOLDER (held-out data whose reals set the "
+              "threshold; calibrating on the evaluated data would make its FPR optimistic)", file=sys.stderr)
+        return 2
+    if args.calibrate_fpr is not None and not 0.0 < args.calibrate_fpr < 1.0:
+        print(f"hrrkit eval: --calibrate-fpr {args.calibrate_fpr}: must be in (0, 1), e.g. 0.05", file=sys.stderr)
+        return 2
+    if args.save_threshold and args.calibrate_fpr is None:
+        print("hrrkit eval: --save-threshold stores a calibrated threshold: give --calibrate-fpr and --calibrate-on",
+              file=sys.stderr)
+        return 2
     try:
+        perturbations = []
+        if args.perturb:
+            from hrrkit.eval.perturb import parse_perturbations
+
+            perturbations = parse_perturbations(args.perturb)
         detector = load_detector(args.model, device=device)
         samples = read_layout(args.data, args.layout, split=args.split)
-    except (CheckpointError, LayoutError, FileNotFoundError) as exc:
+        cal_samples = ([s for s in read_layout(args.calibrate_on, args.layout) if s.label == 0]
+                       if args.calibrate_fpr is not None else [])
+    except (CheckpointError, LayoutError, FileNotFoundError, ValueError) as exc:
         print(f"hrrkit eval: {exc}", file=sys.stderr)
+        return 2
+    if args.calibrate_fpr is not None and not cal_samples:
+        print(f"hrrkit eval: {args.calibrate_on}: no real images to calibrate on", file=sys.stderr)
         return 2
     out = Path(args.out or Path(args.model) / "eval")
     inp = detector.config.input
@@ -37,39 +59,41 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate_fpr is not None:
         from hrrkit.eval.metrics import calibrate_threshold
 
-        cal_samples = [s for s in read_layout(args.calibrate_on, args.layout) if s.label == 0]
         cal_set = ImageDataset(cal_samples, input_policy=inp.eval_policy, crop_size=inp.crop_size,
                                max_tiles=inp.max_tiles, reencode=inp.reencode, load_options={"max_pixels": inp.max_pixels})
-        cal = calibrate_threshold(predict_dataset(detector, cal_set, device=device, desc="calibrate")["scores"],
+        cal = calibrate_threshold(predict_dataset(detector, cal_set, device=device, desc="calibrate",
+                                                  progress=not args.no_progress)["scores"],
                                   args.calibrate_fpr)
         threshold = cal.threshold
         print(f"calibrated threshold {cal.threshold:.6f} for FPR ≤ {cal.target_fpr:g} on {cal.n_real} reals "
               f"(achieved {cal.achieved_fpr:.4f})")
         if args.save_threshold:
-            from hrrkit.models.checkpoint import save_detector
+            from hrrkit.models.checkpoint import update_detector_config
 
             detector.config.threshold = float(cal.threshold)
             detector.config.calibration = {"target_fpr": cal.target_fpr, "achieved_fpr": cal.achieved_fpr,
                                            "n_real": cal.n_real, "data": str(args.calibrate_on)}
-            save_detector(detector, args.model)
-            print(f"stored the threshold in {Path(args.model) / 'config.json'}")
+            print(f"stored the threshold in {update_detector_config(args.model, detector.config)}")
     context = {"model": str(args.model), "data": str(args.data), "split": args.split,
                "detector": detector.config.name}
-    pred = predict_dataset(detector, dataset(), batch_size=args.batch_size, device=device, desc="eval")
+    try:
+        pred = predict_dataset(detector, dataset(), batch_size=args.batch_size, device=device, desc="eval",
+                               progress=not args.no_progress)
+    except ImageLoadError as exc:  # only with --strict; otherwise unreadable files are skipped and listed
+        print(f"hrrkit eval: --strict: {exc}", file=sys.stderr)
+        return 1
     payload = write_report(pred, out, threshold=threshold, oracle=args.oracle,
                            title=f"{detector.config.name} on {Path(args.data).name}", context=context)
     print(summarise(payload))
     print(f"report: {out / 'report.md'}")
     failed = len(pred["skipped"])
-    if args.perturb:
-        from hrrkit.eval.perturb import parse_perturbations
+    if perturbations:
         from hrrkit.eval.robustness import write_robustness_report
 
-        perturbations = parse_perturbations(args.perturb)
         results = {}
         for p in perturbations:
             pred_p = predict_dataset(detector, dataset(augment=p), batch_size=args.batch_size, device=device,
-                                     desc=p.name)
+                                     desc=p.name, progress=not args.no_progress)
             results[p.name] = write_report(pred_p, out / "perturb" / p.name.replace(":", "_"), threshold=threshold,
                                            title=f"{detector.config.name} under {p.name}", context=context,
                                            plots=False)
@@ -97,4 +121,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file / exit 1 if any")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)

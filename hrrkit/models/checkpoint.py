@@ -96,3 +96,16 @@ def read_detector_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], dic
     except Exception as exc:
         raise CheckpointError(f"{w_path}: cannot read safetensors weights ({type(exc).__name__}: {exc})") from None
     return payload, weights
+
+
+def update_detector_config(folder: str | os.PathLike, config: Any) -> Path:
+    """Replace the config stored in a detector folder (e.g. a calibrated threshold), keeping its
+    weights, versions and ``extra`` untouched; the config must still describe the same weights.
+    Returns the path of ``config.json``."""
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_FILE
+    payload, _ = read_detector_folder(folder)
+    payload["config"] = config.to_dict()
+    payload["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    atomic_write_json(cfg_path, payload)
+    return cfg_path

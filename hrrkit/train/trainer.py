@@ -88,6 +88,14 @@ class _Dist:
         torch.distributed.broadcast(t, src=0)
         return bool(t.item())
 
+    def any_flag(self, value: bool) -> bool:
+        """True on every rank when ``value`` is true on any rank (keeps collectives in lockstep)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([1 if value else 0])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
 
 def _setup_distributed(device: torch.device) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -229,7 +237,15 @@ def predict_dataset(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_epoch_checkpoint(run_dir: Path, model: nn.Module, optimizer, scheduler, state: dict[str, Any], keep: int) -> None:
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "trainer.pt", "state.json")
+
+
+def _save_epoch_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer, scheduler, scaler, state: dict[str, Any], keep: int
+) -> None:
+    """Write ``checkpoints/epoch_<e>/`` file by file (``state.json`` last), then point ``last.json``
+    at it, then prune older epoch folders. A kill at any moment leaves ``last.json`` naming a
+    complete checkpoint."""
     name = f"epoch_{state['epoch']:04d}"
     folder = run_dir / "checkpoints" / name
     if folder.exists():
@@ -238,33 +254,72 @@ def _save_epoch_checkpoint(run_dir: Path, model: nn.Module, optimizer, scheduler
     trainer_state = {
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
     atomic_write_with(folder / "trainer.pt", lambda tmp: torch.save(trainer_state, tmp))
     atomic_write_json(folder / "state.json", state)
     atomic_write_json(run_dir / "last.json", {"checkpoint": f"checkpoints/{name}", "epoch": state["epoch"]})
-    # prune old epoch checkpoints (never the one last.json names)
-    epochs = sorted(p for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir())
-    for old in epochs[:-keep]:
+    # prune old epoch checkpoints: the newest `keep` by epoch number, never the one last.json names
+    epochs = sorted(p for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir() and p.name != name)
+    for old in epochs[: max(len(epochs) - (keep - 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_last_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    pointer = run_dir / "last.json"
-    if not pointer.is_file():
+def _complete_checkpoint(folder: Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a checkpoint folder holding every file, else ``None``."""
+    if not all((folder / f).is_file() for f in CHECKPOINT_FILES):
         return None
     try:
-        folder = run_dir / json.loads(pointer.read_text())["checkpoint"]
         state = json.loads((folder / "state.json").read_text())
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
-        raise RuntimeError(f"{pointer}: cannot resume, the checkpoint it names is unreadable ({exc})") from None
-    folder = folder.resolve()
-    if run_dir.resolve() not in folder.parents:
-        raise RuntimeError(f"{pointer}: names a checkpoint outside the run folder ({folder})")
-    return folder, state
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return state if isinstance(state, dict) and "epoch" in state else None
 
 
-def _restore(folder: Path, model: nn.Module, optimizer, scheduler) -> None:
+def _load_last_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from: the one ``last.json`` names; if that pointer or its folder is
+    unreadable or incomplete (a crash outside hrrkit's atomic writes, a disk error), the newest
+    complete ``checkpoints/epoch_*`` folder, with a warning; ``None`` when there is none."""
+    import warnings
+
+    pointer = run_dir / "last.json"
+    candidates: list[Path] = []
+    problem = None
+    if pointer.is_file():
+        try:
+            named = run_dir / json.loads(pointer.read_text())["checkpoint"]
+            candidates.append(named)
+        except (OSError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problem = f"{pointer} is unreadable ({type(exc).__name__}: {exc})"
+    candidates += sorted((p for p in (run_dir / "checkpoints").glob("epoch_*") if p.is_dir()), reverse=True)
+    root = run_dir.resolve()
+    for i, folder in enumerate(candidates):
+        folder = folder.resolve()
+        if root not in folder.parents:
+            raise RuntimeError(f"{pointer}: names a checkpoint outside the run folder ({folder})")
+        state = _complete_checkpoint(folder)
+        if state is None:
+            if i == 0 and pointer.is_file() and problem is None:
+                problem = f"{pointer} names an incomplete checkpoint {folder}"
+            continue
+        if problem is not None:
+            warnings.warn(f"{problem}; resuming from {folder} instead", RuntimeWarning, stacklevel=3)
+        return folder, state
+    if problem is not None:
+        warnings.warn(f"{problem} and no complete checkpoint exists; starting afresh", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def _clear_previous_run(run_dir: Path) -> None:
+    """``resume=False``: forget an earlier run in ``run_dir`` so its checkpoints can neither be
+    resumed from nor mixed with the new ones (its ``best/`` is overwritten by the new run's first epoch)."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for name in ("last.json", "log.jsonl", "skipped_files.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _restore(folder: Path, model: nn.Module, optimizer, scheduler, scaler) -> None:
     from safetensors.torch import load_file
 
     weights = load_file(str(folder / "model.safetensors"), device="cpu")
@@ -274,6 +329,8 @@ def _restore(folder: Path, model: nn.Module, optimizer, scheduler) -> None:
     trainer_state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(trainer_state["optimizer"])
     scheduler.load_state_dict(trainer_state["scheduler"])
+    if trainer_state.get("scaler"):
+        scaler.load_state_dict(trainer_state["scaler"])
     torch.set_rng_state(trainer_state["torch_rng"])
 
 
@@ -308,11 +365,21 @@ def fit(
     Raises:
         NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint stays in place).
     """
-    from tqdm.auto import tqdm
-
     run_dir = Path(run_dir)
     device = torch.device(device)
     dist = _setup_distributed(device)
+    try:
+        return _fit(model, train_set, val_set, config, run_dir, device=device, dist=dist, resume=resume,
+                    progress=progress, run_config=run_config, on_epoch_end=on_epoch_end)
+    finally:
+        if dist.initialised_here and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, device: torch.device, dist: _Dist,
+         resume: bool, progress: bool, run_config, on_epoch_end) -> TrainResult:
+    from tqdm.auto import tqdm
+
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -329,11 +396,13 @@ def fit(
     state: dict[str, Any] = {"epoch": -1, "step": 0, "best_ap": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            _clear_previous_run(run_dir)
     dist.barrier()
     resumed = _load_last_checkpoint(run_dir) if resume else None
     if resumed is not None:
         folder, state = resumed
-        _restore(folder, model, optimizer, scheduler)
+        _restore(folder, model, optimizer, scheduler, scaler)
         model.to(device)
     elif dist.main and run_config is not None:
         atomic_write_json(run_dir / "config.json", run_config)
@@ -365,7 +434,9 @@ def fit(
             if step_in_epoch >= steps_per_epoch:
                 break
             skip_log.update(batch)
-            if batch["images"] is None:
+            # under DDP every rank must take part in every step's collectives: skip a step on all
+            # ranks when any rank's batch was entirely unreadable
+            if dist.any_flag(batch["images"] is None):
                 continue
             images = batch["images"].to(device)
             labels = _labels_for(batch).to(device)
@@ -373,11 +444,14 @@ def fit(
                 output = train_model(images)
             core = train_model.module if dist.world > 1 else train_model
             loss, parts = core.compute_loss(output, labels)
-            if not torch.isfinite(loss):
+            if dist.any_flag(not bool(torch.isfinite(loss))):
+                good = _load_last_checkpoint(run_dir) if dist.main else None
+                kept = (f"the last good checkpoint {good[0]} (epoch {good[1]['epoch'] + 1}) is kept and "
+                        "`hrrkit train` resumes from it" if good else "no epoch had finished, so no checkpoint exists")
                 raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {state['step']} "
-                    f"(parts: {parts}); the last good checkpoint is {run_dir / 'last.json'}. "
-                    "Lower the learning rate or enable gradient clipping."
+                    f"training stopped: the loss is {loss.item()} (not finite) at epoch {epoch + 1}, step "
+                    f"{state['step'] + 1} (parts: {parts}); {kept}. Lower train.lr, keep train.grad_clip > 0, "
+                    "or set train.amp=off if half precision overflowed."
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -421,7 +495,7 @@ def fit(
                 state["bad_epochs"] += 1
             state["epoch"] = epoch
             state["history"].append(record)
-            _save_epoch_checkpoint(run_dir, model, optimizer, scheduler, state, config.keep_checkpoints)
+            _save_epoch_checkpoint(run_dir, model, optimizer, scheduler, scaler, state, config.keep_checkpoints)
             log(record)
             if skip_log:
                 skip_log.write(run_dir / "skipped_files.json")
@@ -433,8 +507,6 @@ def fit(
         if stop:
             stopped_early = True
             break
-    if dist.initialised_here:
-        torch.distributed.destroy_process_group()
     return TrainResult(
         run_dir=run_dir, best_ap=state["best_ap"], best_epoch=state["best_epoch"],
         epochs_run=state["epoch"] + 1, stopped_early=stopped_early, history=state["history"],
