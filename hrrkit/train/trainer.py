@@ -88,6 +88,14 @@ class _Dist:
         torch.distributed.broadcast(t, src=0)
         return bool(t.item())
 
+    def gather_lists(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every rank's ``items`` concatenated (on every rank); plain dicts of strings only."""
+        if self.world == 1:
+            return items
+        gathered: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(gathered, items)
+        return [item for part in gathered for item in part]
+
     def any_flag(self, value: bool) -> bool:
         """True on every rank when ``value`` is true on any rank (keeps collectives in lockstep)."""
         if self.world == 1:
@@ -473,6 +481,8 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
                 log({"event": "step", "epoch": epoch, "step": state["step"], "lr": lr, "loss": loss.item(), **parts})
         bar.close()
 
+        # unreadable training files met by any rank are reported by rank 0
+        skip_log.update(dist.gather_lists(skip_log.entries))
         record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": state["step"],
                                   "train_loss": epoch_loss / max(seen, 1), "time": time.time()}
         improved = False
