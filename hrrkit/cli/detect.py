@@ -10,19 +10,26 @@ import sys
 from pathlib import Path
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def _expand(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The files named by ``paths`` (files, folders searched recursively, globs), each once, in order;
+    and the arguments that named nothing, with why."""
     from hrrkit.data.io import list_image_files
 
     files: list[Path] = []
+    missing: list[tuple[str, str]] = []
     for p in paths:
         path = Path(p)
         if path.is_file():
             files.append(path)  # an explicit file is scored (or reported) whatever its extension
-        else:
+            continue
+        try:
             found = list_image_files(p)
-            if not found:
-                print(f"hrrkit detect: {p}: no image files found", file=sys.stderr)
-            files += found
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            missing.append((p, str(exc)))
+            continue
+        if not found:
+            missing.append((p, f"{p}: no image files found"))
+        files += found
     seen: set[str] = set()
     unique = []
     for f in files:
@@ -30,7 +37,7 @@ def _expand(paths: list[str]) -> list[Path]:
         if key not in seen:
             seen.add(key)
             unique.append(f)
-    return unique
+    return unique, missing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"hrrkit detect: {exc}", file=sys.stderr)
         return 2
-    files = _expand(args.paths)
+    files, missing = _expand(args.paths)
+    for _, why in missing:
+        print(f"hrrkit detect: {why}", file=sys.stderr)
     if not files:
         print("hrrkit detect: nothing to score", file=sys.stderr)
         return 2
@@ -123,13 +132,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  skipped {f['path']}: {f['error']}", file=sys.stderr)
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more (see the output file)", file=sys.stderr)
-    return 3 if failures else 0
+    return 3 if (failures or missing) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "detect", help="score images (files, folders, globs) as real or generated",
-        description="Exit status: 0 all files scored, 3 some files were unreadable (listed), 2 bad arguments.",
+        description="Exit status: 0 every file scored; 3 some files were unreadable (listed with their reasons) or a "
+        "path named no file; 2 nothing to score or the model folder is not a detector.",
     )
     p.add_argument("paths", nargs="+", help="image files, folders (recursive) or glob patterns")
     p.add_argument("--model", required=True, help="detector folder (model.safetensors + config.json)")
