@@ -15,6 +15,7 @@ import hrrkit
 
 # Subcommand modules under hrrkit.cli, in the order `hrrkit --help` lists them.
 SUBCOMMANDS: list[str] = [
+    "demo",
     "env",
     "train",
     "eval",
