@@ -88,6 +88,21 @@ def _plot_curves(pred: dict[str, Any], table: dict[str, MetricSet], out_dir: Pat
     return written
 
 
+def write_scores_csv(pred: dict[str, Any], path: str | Path, *, threshold: float = 0.5) -> Path:
+    """One row per scored image: ``path,label,generator,source,score,predicted`` (label and predicted:
+    0 real, 1 generated; predicted at ``threshold``), so every number of a report can be re-derived."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "generator", "source", "score", "predicted"])
+    sources = pred.get("sources") or [None] * len(pred["labels"])
+    for file, label, gen, src, score in zip(pred["paths"], pred["labels"], pred["generators"], sources, pred["scores"]):
+        writer.writerow([file, int(label), gen or "", src or "", repr(float(score)), int(score >= threshold)])
+    return atomic_write_text(Path(path), buffer.getvalue())
+
+
 def write_report(
     pred: dict[str, Any],
     out_dir: str | Path,
@@ -98,7 +113,8 @@ def write_report(
     context: dict[str, Any] | None = None,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Write ``report.md``, ``report.json`` and plots into ``out_dir``; return the JSON payload."""
+    """Write ``report.md``, ``report.json``, ``scores.csv`` (per image) and plots (``roc.png``,
+    ``pr.png``, ``scores.png``) into ``out_dir``; return the JSON payload."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = evaluate_predictions(pred, threshold=threshold, oracle=oracle)
@@ -116,6 +132,7 @@ def write_report(
         "figures": figures,
         "context": context or {},
     }
+    payload["scores_file"] = write_scores_csv(pred, out_dir / "scores.csv", threshold=threshold).name
     atomic_write_json(out_dir / "report.json", payload)
     lines = [f"# {title}", ""]
     lines += [
