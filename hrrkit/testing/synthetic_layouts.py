@@ -64,7 +64,8 @@ def write_synthetic_layout(
     Each split gets ``per_class`` real and ``per_class`` fake images per generator (the validation
     and test splits half as many, at least 4). Splits per layout, as the real data sets have them:
 
-    * ``forensynths``: ``{train,val,test}/<generator>/<class>/{0_real,1_fake}`` with one class ``obj``;
+    * ``forensynths``: ``{train,val}/<class>/{0_real,1_fake}`` (one generator's classes ``cat`` and
+      ``car``, as ProGAN's training set) and ``test/<generator>/<class>/{0_real,1_fake}``;
     * ``genimage``: ``<generator>/{train,val}/{nature,ai}`` (no test split: val is the test set);
     * ``diffusionforensics``: ``{train,val,test}/<source>/{real,<generator>...}``, source ``lsun``;
     * ``flat``: ``{train,val,test}/{real,fake/<generator>}``;
@@ -87,11 +88,18 @@ def write_synthetic_layout(
 
     rows: list[tuple[str, int, str, str]] = []
     if layout == "forensynths":
-        for split in ("train", "val", "test"):
-            for gen in generators:
-                for _ in range(n_for(split)):
-                    _save(image(False), root / split / gen / "obj" / "0_real" / name())
-                    _save(image(True), root / split / gen / "obj" / "1_fake" / name())
+        # as CNNDetection ships it: train/val hold one generator's classes, test one folder per generator
+        classes = ("cat", "car")
+        for split in ("train", "val"):
+            for cls in classes:
+                for _ in range(n_for(split) * len(generators) // len(classes)):
+                    _save(image(False), root / split / cls / "0_real" / name())
+                    _save(image(True), root / split / cls / "1_fake" / name())
+        for gen in generators:
+            for cls in classes:
+                for _ in range(max(2, n_for("test") // len(classes))):
+                    _save(image(False), root / "test" / gen / cls / "0_real" / name())
+                    _save(image(True), root / "test" / gen / cls / "1_fake" / name())
         return root
     if layout == "genimage":
         for gen in generators:

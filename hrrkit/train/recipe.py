@@ -160,14 +160,23 @@ def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
         raise ConfigError(f"data: no training samples in split {data.train_split!r} of {data.root} "
                           f"(splits present: {sorted(k or 'none' for k in by_split)})")
     if data.train_generators:
+        # the kept generators' fakes, the reals paired with them (ForenSynths, GenImage) and the
+        # shared reals (generator None: DiffusionForensics, flat)
         keep = set(data.train_generators)
-        train = [s for s in train if s.label == 0 or s.generator in keep]
+        present = {s.generator for s in train if s.label == 1}
+        if not keep & present:
+            raise ConfigError(f"data.train_generators={sorted(keep)}: none of them in the training split; "
+                              f"its generators are {sorted(g for g in present if g)}")
+        train = [s for s in train if s.generator in keep or (s.label == 0 and s.generator is None)]
     if not val and data.val_fraction > 0:
+        # stratified by label, so validation AP is defined (both classes present) whenever it can be
         rng = random.Random(seed)
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        n_val = max(1, int(round(len(train) * data.val_fraction))) if len(train) > 1 else 0
-        val_idx = set(order[:n_val])
+        val_idx: set[int] = set()
+        for label in (0, 1):
+            members = [i for i, s in enumerate(train) if s.label == label]
+            rng.shuffle(members)
+            n_val = max(1, int(round(len(members) * data.val_fraction))) if len(members) > 1 else 0
+            val_idx.update(members[:n_val])
         val = [s for i, s in enumerate(train) if i in val_idx]
         train = [s for i, s in enumerate(train) if i not in val_idx]
     return {"train": train, "val": val, "test": test}

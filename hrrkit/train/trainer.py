@@ -493,7 +493,13 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
                                        skip_log=skip_log)
                 ap = average_precision(pred["labels"], pred["scores"]) if len(pred["labels"]) else float("nan")
                 record["val_ap"] = ap
-                improved = not math.isnan(ap) and ap > state["best_ap"]
+                if math.isnan(ap):
+                    # a validation set without both classes has no AP: keep the latest epoch as best
+                    # (as without validation), and say so in the log
+                    record["val_note"] = "validation AP undefined (one class only); the latest epoch is kept as best"
+                    improved = math.isnan(state["best_ap"]) or state["best_epoch"] < 0
+                else:
+                    improved = math.isnan(state["best_ap"]) or ap > state["best_ap"]
             else:
                 improved = True
             if improved:
