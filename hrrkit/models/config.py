@@ -172,6 +172,85 @@ class DetectorConfig:
         return cls.from_dict(load_config_file(path), where=str(path))
 
 
+# ----------------------------------------------------------------------------- field reference
+
+# One line per field: what it means (units, choices). docs/config.md is generated from this and the
+# dataclasses (defaults, types); tests/models/test_config_reference.py keeps both in step.
+FIELD_DOCS: dict[str, str] = {
+    "name": "Label of the detector in reports (the preset name by default).",
+    "input.policy": "How training files become tensors: `random_crop`, `center_crop`, `tiles` or `native` (whole image).",
+    "input.eval_policy": "The same for validation, evaluation and `predict`/`detect` (no randomness).",
+    "input.crop_size": "Side of the square crop or tile, in pixels; smaller images are reflect-padded, never upscaled.",
+    "input.max_tiles": "Most tiles per image under `tiles` (evenly spread); `null` = all.",
+    "input.reencode": "Format equalisation applied to real and fake alike, e.g. `jpeg:95`, `webp:90`, `png`; `null` = off.",
+    "input.augment": "Training augmentation preset: `none`, `flip`, `cnndetection` (blur + JPEG, p = 0.5) or `cnndetection-0.1`.",
+    "input.max_pixels": "Decompression-bomb limit: images with more pixels are refused with a typed error.",
+    "rescale.enabled": "NoisyRescale on: several scales per image; off = scale 1 only.",
+    "rescale.scales": "Scale factors (1 = native size); each gives one view and one per-scale score.",
+    "rescale.dither_std": "Std of the Gaussian dither added after resizing, in [-1, 1] image units (0.01 ≈ 1.3 grey levels).",
+    "rescale.dither_in_eval": "Also dither at evaluation (off: evaluation is deterministic).",
+    "line.enabled": "LineEnhancement on: x + β·edges of a sharpened copy.",
+    "line.sigma_sharpen": "σ of the unsharp-mask blur, in pixels.",
+    "line.amount": "Unsharp-mask strength (x + amount·(x − blur)).",
+    "line.sigma_edge": "σ of the Gaussian-derivative edge operator, in pixels.",
+    "line.beta": "Weight β of the edge map added back to the image.",
+    "retrospector.kind": "Reconstruction: `blur` (weight-free stand-in), `latent`, `pixel_ddim`, `autoencoder` "
+                         "(diffusers weights from `path`), `identity` (zero residual) or `none` (the image itself).",
+    "retrospector.path": "Local diffusers folder or `.safetensors` file for `latent`/`pixel_ddim`/`autoencoder`; "
+                         "relative to the run config.",
+    "retrospector.options": "Keyword arguments for the retrospector's `from_pretrained` (steps, timestep, dtype, ...).",
+    "retrospector.blur_sigma": "σ of the `blur` retrospector, in pixels.",
+    "retrospector.input": "What the backbone sees: `residual` |x̃ − x̂|, `image` x̃, or `both` (6 channels).",
+    "backbone.name": "`compact_cnn` (built in), `timm:<model>` or `torchvision:<model>` (optional packages).",
+    "backbone.options": "Keyword arguments of the backbone factory (`compact_cnn`: `width`, `depth`).",
+    "backbone.pretrained_path": "Local weights file for the backbone (safetensors, or a state dict read with "
+                                "`weights_only=True`); never downloaded.",
+    "style.enabled": "StyleStatistics on (multi-level moments); off = global average pooling.",
+    "style.levels": "Grid levels of the moments (1 = whole map, 2 = 2×2 cells, ...).",
+    "style.descriptor": "`both` (style + style-normalised content), `content` or `style`.",
+    "style.pixel_residual_stats": "Append the multi-level moments of the pixel residual to each descriptor.",
+    "head.kind": "`additive` (AFR, SparseAdditiveRefinement) or `linear` (batch-normalised linear logit).",
+    "head.basis": "Additive basis: `bspline` (cubic B-spline) or `rbf` (Gaussian).",
+    "head.num_basis": "Basis functions per feature dimension (K).",
+    "head.normalization": "How features are mapped into the basis range: `tanh`, `standardize` (running "
+                          "statistics) or `none` (see docs/afr.md).",
+    "head.penalty_mode": "`proximal` (exact zeros via a group soft-threshold after each step) or `loss` (penalty in the loss).",
+    "head.fuse": "How per-scale descriptors are fused: `mean` or `learned` weights.",
+    "loss.bce": "Weight of the binary cross-entropy.",
+    "loss.correntropy": "Weight of the correntropy-induced loss ℓ_σ.",
+    "loss.correntropy_sigma": "σ of the correntropy loss, in logit units.",
+    "loss.scale_kl": "Weight λ_KL of the scale-consistency KL between per-scale predictions.",
+    "loss.sparsity": "Weight λ_S of the group-sparsity penalty Σ_j τ_j‖β_j‖₂.",
+    "threshold": "Decision threshold on the score (probability of generated); `hrrkit eval --calibrate-fpr "
+                 "--save-threshold` sets it.",
+    "calibration": "How `threshold` was calibrated (target and achieved FPR, number of reals, data); `null` = not calibrated.",
+}
+
+
+def field_rows(cls: type, docs: dict[str, str], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted name, type, default, meaning)`` for every leaf field of a config dataclass, in
+    declaration order; nested dataclasses are expanded. A field missing from ``docs`` raises."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += field_rows(hints[f.name], docs, prefix=f"{name}.")
+            continue
+        if name not in docs:
+            raise KeyError(f"{cls.__name__}.{f.name}: no entry {name!r} in the field reference")
+        shown = "required" if default is dataclasses.MISSING else json.dumps(to_plain(default), ensure_ascii=False)
+        type_name = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        rows.append((name, type_name, shown, docs[name]))
+    return rows
+
+
 # ----------------------------------------------------------------------------- (de)serialisation
 
 

@@ -9,6 +9,26 @@ SCHEDULES = ("cosine", "constant", "step")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
+FIELD_DOCS: dict[str, str] = {
+    "epochs": "Passes over the training set.",
+    "batch_size": "Images per optimiser step (per process under `torchrun`).",
+    "lr": "AdamW learning rate (peak, after warm-up).",
+    "weight_decay": "AdamW decoupled weight decay; not applied to biases, norms and the additive head's β "
+                    "(its group penalty does that job).",
+    "schedule": "`cosine` (to 0 over the run), `constant`, or `step` (×0.1 at 2/3 of the steps).",
+    "warmup_steps": "Linear warm-up steps before the schedule.",
+    "amp": "`auto` (bf16 autocast on CUDA, off on CPU), `off`, `bf16` or `fp16` (with a gradient scaler).",
+    "grad_clip": "Maximum global gradient norm; 0 disables clipping.",
+    "seed": "Seeds initialisation, data order, crops, augmentation and dither: same seed, same weights "
+            "(also across a kill and resume).",
+    "early_stopping_patience": "Stop after this many epochs without a better validation AP; 0 disables.",
+    "num_workers": "DataLoader worker processes.",
+    "max_steps_per_epoch": "Cap on steps per epoch for quick runs; `null` = the whole training set.",
+    "log_every": "Write a JSONL step record every this many steps.",
+    "keep_checkpoints": "Epoch checkpoints kept in `checkpoints/` (the newest ones); `best/` is kept apart.",
+}
+
+
 @dataclass
 class TrainConfig:
     """How a detector is trained.

@@ -33,6 +33,22 @@ from hrrkit.models.detector import HRRDetector, preset_config
 from hrrkit.train.config import TrainConfig
 from hrrkit.train.trainer import TrainResult, fit, predict_dataset, seed_everything
 
+DATA_FIELD_DOCS: dict[str, str] = {
+    "data.root": "The data set: a folder in any supported layout or a CSV manifest; relative to the run config.",
+    "data.layout": "`auto` (detected), `forensynths`, `genimage`, `diffusionforensics`, `flat` or `csv`.",
+    "data.train_split": "Split trained on; `null` = every sample not in the validation or test split.",
+    "data.val_split": "Split validated on each epoch; `null` (or absent on disk) = a seeded, stratified "
+                      "`val_fraction` of the training samples.",
+    "data.test_split": "Split scored with the best checkpoint at the end (`test_report/`); `null` = none.",
+    "data.val_fraction": "Fraction of each class carved out of training for validation when there is no validation split.",
+    "data.train_generators": "Train only on these generators' fakes (and the reals paired with them, plus shared reals); "
+                             "`null` = all. Validation and test keep every generator.",
+}
+RUN_FIELD_DOCS: dict[str, str] = {
+    "output_dir": "The run folder (checkpoints, `best/`, logs, test report); relative to the run config.",
+    "device": "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.",
+}
+
 
 @dataclass
 class DataConfig:
@@ -214,3 +230,33 @@ def run_training(config: RunConfig, *, resume: bool = True, progress: bool = Tru
         write_report(pred, Path(config.output_dir) / "test_report", threshold=best.config.threshold,
                      title=f"{config.detector.name} on {Path(config.data.root).name} (test split)")
     return result
+
+
+def config_reference_markdown() -> str:
+    """The field tables of ``docs/config.md`` (detector, data, train, run), generated from the
+    dataclasses (types, defaults) and the ``FIELD_DOCS`` tables (meanings)."""
+    from hrrkit.models.config import FIELD_DOCS as DETECTOR_DOCS
+    from hrrkit.models.config import field_rows
+    from hrrkit.train.config import FIELD_DOCS as TRAIN_DOCS
+
+    def table(rows) -> list[str]:
+        out = ["| field | type | default | meaning |", "|---|---|---|---|"]
+        for name, type_name, default, meaning in rows:
+            cells = [f"`{name}`", f"`{type_name}`", f"`{default}`", meaning]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # GitHub tables need \|
+        return out
+
+    def rows_of(cls, docs, prefix):
+        return field_rows(cls, {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in docs.items()}, prefix="")
+
+    detector = [(f"detector.{n}", t, d, m) for n, t, d, m in field_rows(DetectorConfig, DETECTOR_DOCS)]
+    data = [(f"data.{n}", t, d, m) for n, t, d, m in rows_of(DataConfig, DATA_FIELD_DOCS, "data.")]
+    data = [r if r[0] != "data.root" else (r[0], r[1], "required", r[3]) for r in data]
+    train = [(f"train.{n}", t, d, m) for n, t, d, m in field_rows(TrainConfig, TRAIN_DOCS)]
+    run = [(f.name, "str", f'"{f.default}"', RUN_FIELD_DOCS[f.name]) for f in fields(RunConfig) if f.name in RUN_FIELD_DOCS]
+    lines = ["### `detector` (DetectorConfig; saved in every detector folder's `config.json`)", ""]
+    lines += table(detector)
+    lines += ["", "### `data` (DataConfig)", ""] + table(data)
+    lines += ["", "### `train` (TrainConfig)", ""] + table(train)
+    lines += ["", "### top level", ""] + table(run)
+    return "\n".join(lines) + "\n"
