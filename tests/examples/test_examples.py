@@ -52,3 +52,18 @@ def test_training_recipe_runs_on_a_tiny_folder(tmp_path, recipe, capsys):
     assert report["n_images"] == len(read_layout(root, split=test_split))
     best = json.loads((run / "best" / "config.json").read_text())["config"]
     assert best["input"]["crop_size"] == 24 and best["name"] == "hrr"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "outputs"),
+    [
+        ("msr_pictures.py", ["--size", "64"], ["msr_scales.png", "msr_line_enhancement.png"]),
+        ("afr_shape_functions.py", ["--samples", "600"], ["afr.png"]),
+    ],
+)
+def test_figure_examples_write_their_pictures(tmp_path, monkeypatch, script, args, outputs):
+    out = tmp_path / "afr.png" if script.startswith("afr") else tmp_path
+    monkeypatch.setattr("sys.argv", [script, "--out", str(out), *args])
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    for name in outputs:
+        assert (tmp_path / name).stat().st_size > 1000
