@@ -20,6 +20,8 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hrrkit.data.layouts import LayoutError
+    from hrrkit.models.checkpoint import CheckpointError
     from hrrkit.models.config import ConfigError
     from hrrkit.train.recipe import load_run_config, run_training
     from hrrkit.train.trainer import NonFiniteLossError
@@ -38,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as exc:
         print(f"hrrkit train: {exc}", file=sys.stderr)
         return 3
+    except (ConfigError, LayoutError, CheckpointError) as exc:  # bad data root, backbone, resume state, ...
+        print(f"hrrkit train: {exc}", file=sys.stderr)
+        return 2
     print(f"best validation AP {result.best_ap:.4f} at epoch {result.best_epoch + 1}; "
           f"{result.epochs_run} epoch(s) run{' (stopped early)' if result.stopped_early else ''}")
     print(f"detector: {result.run_dir / 'best'}")

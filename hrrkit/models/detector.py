@@ -107,13 +107,23 @@ class HRRDetector(nn.Module):
         super().__init__()
         self.config = config
         rc = config.retrospector
-        retrospector = build_retrospector(rc, device=retrospector_device)
+        try:
+            retrospector = build_retrospector(rc, device=retrospector_device)
+        except ConfigError:
+            raise
+        except (OSError, ValueError, ImportError) as exc:
+            raise ConfigError(f"detector.retrospector (kind={rc.kind!r}, path={rc.path!r}): cannot build it: {exc}") from exc
         backbone_input = "image" if retrospector is None else rc.input
         if backbone_input not in ("residual", "image", "both"):
             raise ConfigError(f"detector.retrospector.input={rc.input!r}: choose residual, image or both")
         in_channels = 6 if backbone_input == "both" else 3
-        backbone = build_backbone(config.backbone.name, in_channels=in_channels,
-                                  pretrained_path=config.backbone.pretrained_path, **config.backbone.options)
+        try:
+            backbone = build_backbone(config.backbone.name, in_channels=in_channels,
+                                      pretrained_path=config.backbone.pretrained_path, **config.backbone.options)
+        except (KeyError, TypeError, ValueError, ImportError, FileNotFoundError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ConfigError(f"detector.backbone (name={config.backbone.name!r}, options={config.backbone.options}): "
+                              f"{message}") from exc
         style = config.style
         self.msr = MultiScaleStyleRetrospection(
             backbone, retrospector,

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from hrrkit.data.dataset import ImageDataset, SizeBucketBatchSampler, SkipLog, collate_samples
 from hrrkit.eval.metrics import average_precision
-from hrrkit.models.checkpoint import save_detector
+from hrrkit.models.checkpoint import CheckpointError, save_detector
 from hrrkit.train.config import TrainConfig
 from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
 
@@ -305,7 +305,7 @@ def _load_last_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     for i, folder in enumerate(candidates):
         folder = folder.resolve()
         if root not in folder.parents:
-            raise RuntimeError(f"{pointer}: names a checkpoint outside the run folder ({folder})")
+            raise CheckpointError(f"{pointer}: names a checkpoint outside the run folder ({folder})")
         state = _complete_checkpoint(folder)
         if state is None:
             if i == 0 and pointer.is_file() and problem is None:
@@ -331,9 +331,16 @@ def _restore(folder: Path, model: nn.Module, optimizer, scheduler, scaler) -> No
     from safetensors.torch import load_file
 
     weights = load_file(str(folder / "model.safetensors"), device="cpu")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    hint = ("the detector config changed since it was written: use `hrrkit train --restart` (or "
+            "`fit(..., resume=False)`) or another output_dir")
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise CheckpointError(f"{folder}: the checkpoint does not fit the configured model ({first[0].strip()}); {hint}") from None
     if missing or unexpected:
-        raise RuntimeError(f"{folder}: checkpoint does not fit the model (missing {missing}, unexpected {unexpected})")
+        raise CheckpointError(f"{folder}: the checkpoint does not fit the configured model (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}); {hint}")
     trainer_state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(trainer_state["optimizer"])
     scheduler.load_state_dict(trainer_state["scheduler"])

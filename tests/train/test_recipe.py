@@ -42,3 +42,24 @@ def test_one_class_validation_keeps_the_latest_epoch_as_best(tmp_path):
     assert all("one class" in r["val_note"] for r in epochs)
     best = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert best["extra"]["epoch"] == 1
+
+
+def test_train_config_and_data_errors_exit_2_with_the_reason(tmp_path, capsys):
+    root = write_synthetic_layout(tmp_path / "data", "flat", per_class=4, seed=4)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_run_config(root, tmp_path / "run", epochs=1)))
+    base = ["train", str(config), "--no-progress", "--no-test"]
+    cases = {
+        "no such folder": ["--set", f"data.root={tmp_path / 'missing'}"],
+        "unknown backbone 'nope'": ["--set", "detector.backbone.name=nope"],
+        "detector.head.num_basis: expected an integer": ["--set", "detector.head.num_basis=eight"],
+        "train.epochs=0": ["--set", "train.epochs=0"],
+    }
+    for expected, extra in cases.items():
+        assert main(base + extra) == 2, expected
+        assert expected in capsys.readouterr().err
+    # a finished run, then the detector changed: resuming refuses and says how to start afresh
+    assert main(base) == 0
+    assert main(base + ["--set", "detector.backbone.options={width: 4, depth: 2}"]) == 2
+    assert "--restart" in capsys.readouterr().err
+    assert main(base + ["--set", "detector.backbone.options={width: 4, depth: 2}", "--restart"]) == 0
