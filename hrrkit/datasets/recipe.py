@@ -4,8 +4,10 @@
 :data:`~hrrkit.datasets.generators.GENERATORS` and writes ``<name>.safetensors`` (EMA weights, fp32)
 and ``<name>.json`` (the spec, these settings, the seed, the loss curve, versions, timing and the
 weights' SHA-256) into ``hrrkit/datasets/weights/``. The weights shipped with hrrkit were produced by
-exactly that command on a 2-core CPU; a rerun on the same torch build and CPU reproduces them
-bit for bit, elsewhere up to float rounding.
+that command with the default settings, one process per generator with one thread each
+(``OMP_NUM_THREADS=1 python scripts/train_mini_generators.py --only <name>``, about 10 minutes each on
+a shared 2-core CPU); a rerun with the same torch build, CPU and thread count reproduces them bit for
+bit, elsewhere up to float rounding.
 
 The training crops come from :func:`~hrrkit.datasets.sources.training_crops` with their own seed
 (``TrainSettings.crop_seed``), distinct from every seed the benchmark build uses, so the detectors'
@@ -133,7 +135,7 @@ def train_generator(
             decay = min(settings.ema_decay, (1 + step) / (10 + step))
             for ema_param, param in zip(ema.parameters(), unet.parameters()):
                 ema_param.lerp_(param, 1 - decay)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
 
