@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small benchmark, short training (under 2 minutes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--cache", help="mini-benchmark cache folder (default $HRRKIT_CACHE or ~/.cache/hrrkit)")
+    p.add_argument("--cache", help="parent folder of mini-benchmark builds (default $HRRKIT_CACHE/mini-benchmark or ~/.cache/hrrkit/mini-benchmark)")
     p.add_argument("--detectors", help=f"comma-separated subset of {','.join(('hrr', 'dire', 'hrr_no_msr', 'hrr_no_afr'))}")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
