@@ -16,15 +16,13 @@ import hrrkit
 # Subcommand modules under hrrkit.cli, in the order `hrrkit --help` lists them.
 SUBCOMMANDS: list[str] = [
     "demo",
-    "env",
     "train",
     "eval",
     "detect",
-    "bench",
-    # --- retrospection (issue 5) ---
     "retrospect",
-    # --- data (issues 6/8) ---
     "data",
+    "bench",
+    "env",
 ]
 
 

@@ -1,18 +1,14 @@
 """Composable ``nn.Module`` layers of HRR, each backed by an op in :mod:`hrrkit.ops`."""
 
-from hrrkit.nn.losses import CorrentropyLoss
-
-# --- AFR modules (issue 3) below ---
 from hrrkit.nn.additive import AdditiveOutput, AdditiveRefinementHead, HeadLoss, SparseAdditiveRefinement
-
-# --- MSR modules (issue 4) below ---
+from hrrkit.nn.losses import CorrentropyLoss
 from hrrkit.nn.msr import (
     LineEnhancement,
     MSROutput,
     MultiScaleStyleRetrospection,
     NoisyRescale,
-    ScaledViews,
     ScaleConsistencyKL,
+    ScaledViews,
     StyleStatistics,
     StyleStats,
 )

@@ -13,12 +13,8 @@ from hrrkit.ops._dispatch import (
     registered_ops,
     resolve_impl,
 )
-from hrrkit.ops.correntropy import correntropy_loss, correntropy_loss_reference
-
-# --- AFR ops (additive expansion) register below ---
 from hrrkit.ops.additive import additive_basis, additive_expand, additive_expand_reference
-
-# --- MSR ops (line enhancement, multi-level moments) register below ---
+from hrrkit.ops.correntropy import correntropy_loss, correntropy_loss_reference
 from hrrkit.ops.line_enhance import line_enhance, line_enhance_reference
 from hrrkit.ops.moments import (
     multilevel_moments,
