@@ -8,26 +8,20 @@ import platform
 
 import torch
 
-import hrrkit
-
 
 def collect(device: str) -> dict:
+    from hrrkit.models.checkpoint import environment_versions
     from hrrkit.ops import op_table
     from hrrkit.ops._dispatch import interpreter_enabled, triton_import_error
 
-    def version(mod: str) -> str | None:
-        try:
-            return __import__(mod).__version__
-        except Exception:
-            return None
-
+    versions = environment_versions()
     return {
-        "hrrkit": hrrkit.__version__,
-        "python": platform.python_version(),
+        "hrrkit": versions["hrrkit"],
+        "python": versions["python"],
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "triton": version("triton"),
-        "diffusers": version("diffusers"),
+        "torch": versions["torch"],
+        "triton": versions["triton"],
+        "diffusers": versions["diffusers"],
         "cuda_available": torch.cuda.is_available(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "triton_usable": triton_import_error() is None,
