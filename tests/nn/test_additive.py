@@ -73,10 +73,11 @@ def test_tanh_normalisation_stays_inside_the_range_and_single_rows_use_running_s
     assert SparseAdditiveRefinement(3, normalization="none").normalize(torch.full((2, 3), 7.0)).eq(7.0).all()
 
 
-@pytest.mark.parametrize(("basis", "tol"), [("bspline", 1e-5), ("rbf", 2e-2)])
+@pytest.mark.parametrize(("basis", "tol"), [("bspline", 1e-6), ("rbf", 2e-2)])
 def test_linear_init_makes_the_refined_vector_the_normalised_input(basis, tol):
-    afr = SparseAdditiveRefinement(5, num_basis=12, basis=basis, init="linear").eval()
-    h = torch.randn(50, 5)
+    # float64, so the bound measures the basis (a cubic B-spline reproduces lines exactly), not rounding
+    afr = SparseAdditiveRefinement(5, num_basis=12, basis=basis, init="linear").double().eval()
+    h = torch.randn(50, 5, dtype=torch.float64)
     u = afr.normalize(h)
     assert (afr(h).refined - u).abs().max().item() < tol
 
