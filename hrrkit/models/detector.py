@@ -55,6 +55,18 @@ def preset_config(name: str) -> DetectorConfig:
     raise ConfigError(f"unknown detector preset {name!r}; choose one of {PRESETS}")
 
 
+def image_probabilities(logits: torch.Tensor, owner: torch.Tensor | None, num_images: int) -> torch.Tensor:
+    """(num_images,) probability of generated from per-view logits: the views (crops, tiles) of one
+    image are averaged in logit space; ``owner[v]`` is the image of view v (``None``: one view each)."""
+    logits = logits.detach().float().reshape(-1)
+    if owner is None:
+        return torch.sigmoid(logits)
+    owner = owner.to(logits.device)
+    sums = torch.zeros(num_images, device=logits.device).index_add_(0, owner, logits)
+    counts = torch.bincount(owner, minlength=num_images).to(logits.device).float()
+    return torch.sigmoid(sums / counts)
+
+
 @dataclass
 class DetectorOutput:
     """``logits`` (B,) of the fused descriptor (positive = generated); ``scale_logits`` (S, B) the
@@ -230,13 +242,8 @@ class HRRDetector(nn.Module):
         out = self(batch)
         n = len(images)
 
-        def per_image(logits: torch.Tensor) -> torch.Tensor:
-            sums = torch.zeros(n, device=logits.device).index_add_(0, owners.to(logits.device), logits.float())
-            counts = torch.bincount(owners, minlength=n).to(logits.device).float()
-            return torch.sigmoid(sums / counts)
-
-        scores = per_image(out.logits).cpu().tolist()
-        scale_scores = [per_image(sl).cpu().tolist() for sl in out.scale_logits]
+        scores = image_probabilities(out.logits, owners, n).cpu().tolist()
+        scale_scores = [image_probabilities(sl, owners, n).cpu().tolist() for sl in out.scale_logits]
         results = []
         for i in range(n):
             r = {

@@ -5,40 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from hrrkit.models.config import ConfigError, RetrospectorConfig
+from hrrkit.ops.line_enhance import gaussian_blur_reference
 
 RETROSPECTOR_KINDS = ("none", "identity", "blur", "autoencoder", "latent", "pixel_ddim")
 
 
 class BlurRetrospector:
-    """A weight-free stand-in for a diffusion reconstruction: a Gaussian blur of σ pixels
-    (reflection borders). It removes what a reconstruction removes first — high-frequency detail —
-    at no cost, for CPU demos, tests and as an ablation. NFE = 0."""
+    """A weight-free stand-in for a diffusion reconstruction: a Gaussian blur of σ pixels with the
+    mirror borders of :func:`hrrkit.ops.line_enhance.gaussian_blur_reference` (any size). It removes
+    what a reconstruction removes first — high-frequency detail — at no cost, for CPU demos, tests and
+    as an ablation. NFE = 0."""
 
     def __init__(self, sigma: float = 1.0):
         if not sigma > 0:
             raise ConfigError(f"detector.retrospector.blur_sigma={sigma}: must be > 0")
         self.sigma = float(sigma)
-        radius = max(1, int(3 * self.sigma + 0.5))
-        x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        k = torch.exp(-0.5 * (x / self.sigma) ** 2)
-        self.kernel = (k / k.sum()).float()
-        self.radius = radius
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            n, c, h, w = images.shape
-            k = self.kernel.to(images.device, images.dtype)
-            x = images.reshape(n * c, 1, h, w)
-            # reflection needs pad < size: replicate for tiny images
-            mode = "reflect" if min(h, w) > self.radius else "replicate"
-            x = F.pad(x, (self.radius, self.radius, 0, 0), mode=mode)
-            x = F.conv2d(x, k.view(1, 1, 1, -1))
-            x = F.pad(x, (0, 0, self.radius, self.radius), mode=mode)
-            x = F.conv2d(x, k.view(1, 1, -1, 1))
-            return x.reshape(n, c, h, w)
+            return gaussian_blur_reference(images, self.sigma)
 
     def cost(self) -> dict[str, float]:
         return {"nfe": 0.0}

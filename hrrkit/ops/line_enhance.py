@@ -76,6 +76,17 @@ def _correlate1d(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tenso
     return F.conv2d(padded, weight)
 
 
+def gaussian_blur_reference(x: torch.Tensor, sigma: float, truncate: float = 3.0) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) ``x`` with σ in pixels and the same folded (mirror)
+    borders as line enhancement, so any H, W >= 1 works. Computes in float32 for half inputs and
+    returns the dtype of ``x``."""
+    compute = torch.promote_types(x.dtype, torch.float32)
+    b, c, h, w = x.shape
+    planes = x.to(compute).reshape(b * c, 1, h, w)
+    g = gaussian_kernel1d(sigma, truncate, dtype=compute, device=x.device)
+    return _correlate1d(_correlate1d(planes, g, 2), g, 3).reshape(b, c, h, w).to(x.dtype)
+
+
 def _check_args(x, sigma_sharpen, amount, sigma_edge, beta, truncate, eps) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -104,10 +115,9 @@ def edge_gradients_reference(
     compute = torch.promote_types(x.dtype, torch.float32)
     b, c, h, w = x.shape
     planes = x.to(compute).reshape(b * c, 1, h, w)
-    g1 = gaussian_kernel1d(sigma_sharpen, truncate, dtype=compute, device=x.device)
     g2 = gaussian_kernel1d(sigma_edge, truncate, dtype=compute, device=x.device)
     d2 = gaussian_derivative_kernel1d(sigma_edge, truncate, dtype=compute, device=x.device)
-    blurred = _correlate1d(_correlate1d(planes, g1, 2), g1, 3)
+    blurred = gaussian_blur_reference(planes, sigma_sharpen, truncate)
     sharp = planes + amount * (planes - blurred)
     gx = _correlate1d(_correlate1d(sharp, g2, 2), d2, 3)
     gy = _correlate1d(_correlate1d(sharp, g2, 3), d2, 2)

@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from hrrkit.data.dataset import ImageDataset, SizeBucketBatchSampler, SkipLog, collate_samples
 from hrrkit.eval.metrics import average_precision
 from hrrkit.models.checkpoint import CheckpointError, save_detector
+from hrrkit.models.detector import image_probabilities
 from hrrkit.train.config import TrainConfig
 from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
 
@@ -191,15 +192,8 @@ def _labels_for(batch: dict[str, Any]) -> torch.Tensor:
 
 
 def image_scores(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-    """Probability that each image is generated; tiles of one image are averaged in logit space."""
-    logits = logits.detach().float().reshape(-1)
-    if "tile_owner" in batch:
-        owner = batch["tile_owner"].to(logits.device)
-        n = len(batch["paths"])
-        sums = torch.zeros(n, device=logits.device).index_add_(0, owner, logits)
-        counts = torch.zeros(n, device=logits.device).index_add_(0, owner, torch.ones_like(logits))
-        logits = sums / counts
-    return torch.sigmoid(logits)
+    """Probability that each image of a collated batch is generated (tiles averaged in logit space)."""
+    return image_probabilities(logits, batch.get("tile_owner"), len(batch["paths"]))
 
 
 @torch.no_grad()
