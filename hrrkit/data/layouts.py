@@ -3,11 +3,14 @@
 Supported layouts (``detect_layout`` tells them apart; see ``docs/data.md`` for trees):
 
 ``forensynths``  (CNNDetection / ForenSynths)
-    ``ROOT/<class>/{0_real,1_fake}/*`` where ROOT is one generator's folder (generator = ROOT's
-    name, or ``generator=``), or a collection ``ROOT/<generator>/<class>/{0_real,1_fake}`` /
-    ``ROOT/<generator>/{0_real,1_fake}``, optionally below ``ROOT/{train,val,test}/``.
+    As shipped: ``ROOT/{train,val}/<class>/{0_real,1_fake}/*`` (ProGAN's 20 LSUN classes; the tree
+    does not name the generator) and ``ROOT/test/<generator>/[<class>/]{0_real,1_fake}/*``. Without a
+    split folder, ROOT is one generator's folder ``ROOT/<class>/{0_real,1_fake}`` (generator = ROOT's
+    name, or ``generator=``) or a collection ``ROOT/<generator>/[<class>/]{0_real,1_fake}``.
 ``genimage``
-    ``ROOT/<generator>/{train,val}/{nature,ai}/*`` (or ROOT is one generator's folder).
+    ``ROOT/<generator>/<subset>/{train,val}/{ai,nature}/*`` as shipped (e.g.
+    ``stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/train/ai``), or without the subset level
+    ``ROOT/<generator>/{train,val}/{ai,nature}/*`` (or ROOT is one generator's folder).
 ``diffusionforensics``  (DIRE's DiffusionForensics)
     ``ROOT/<split>/<source>/{real,<generator>...}/*`` (or ROOT is one split's folder).
 ``flat``
@@ -51,8 +54,8 @@ SPLIT_NAMES: frozenset[str] = frozenset({"train", "val", "valid", "validation", 
 LAYOUTS: tuple[str, ...] = ("forensynths", "genimage", "diffusionforensics", "flat", "csv")
 
 _EXPECTED = """hrrkit recognises these layouts:
-  forensynths         ROOT/<class>/0_real|1_fake/<images>   (or ROOT/<generator>/<class>/0_real|1_fake)
-  genimage            ROOT/<generator>/train|val/nature|ai/<images>
+  forensynths         ROOT/train|val/<class>/0_real|1_fake/<images>, ROOT/test/<generator>/[<class>/]0_real|1_fake
+  genimage            ROOT/<generator>/[<subset>/]train|val/nature|ai/<images>
   diffusionforensics  ROOT/<split>/<source>/real|<generator>/<images>
   flat                ROOT/real/<images> and ROOT/fake/<images>   (optionally under ROOT/<split>/)
   csv                 a .csv manifest with columns path,label[,generator,split,source]"""
@@ -112,10 +115,20 @@ def _root(root: str | os.PathLike) -> Path:
 
 
 def _subdirs(path: Path) -> list[Path]:
+    # scandir's is_dir() answers from the directory entry (no stat per file), which matters when
+    # detection looks into folders of a hundred thousand images
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        with os.scandir(path) as entries:
+            return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and _entry_is_dir(e))
     except OSError:
         return []
+
+
+def _entry_is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _images(folder: Path) -> list[Path]:
@@ -136,8 +149,12 @@ def _require(samples: list[Sample], root: Path, layout: str, looked_in: Iterable
     return samples
 
 
-def _walk_dirs(root: Path, max_depth: int) -> Iterable[tuple[Path, int]]:
-    """Sub-folders of ``root`` down to ``max_depth`` levels, with their depth (children are depth 1)."""
+def _walk_dirs(root: Path, max_depth: int, *, leaves: Iterable[str] = ()) -> Iterable[tuple[Path, int]]:
+    """Sub-folders of ``root`` down to ``max_depth`` levels, with their depth (children are depth 1).
+
+    Folders named in ``leaves`` are yielded but not entered (label folders hold images, not layout).
+    """
+    leaf_names = frozenset(leaves)
     stack = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
@@ -145,7 +162,8 @@ def _walk_dirs(root: Path, max_depth: int) -> Iterable[tuple[Path, int]]:
             continue
         for child in _subdirs(folder):
             yield child, depth + 1
-            stack.append((child, depth + 1))
+            if child.name not in leaf_names:
+                stack.append((child, depth + 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,46 +171,64 @@ def _walk_dirs(root: Path, max_depth: int) -> Iterable[tuple[Path, int]]:
 # --------------------------------------------------------------------------------------------------
 
 _FS_LABELS = {"0_real": REAL, "1_fake": FAKE}
+# CNNDetection's train and val folders hold classes of one generator (ProGAN); test holds generators
+_FS_TRAINING_SPLITS = frozenset({"train", "val"})
 
 
 def read_forensynths(
     root: str | os.PathLike, *, generator: str | None = None, split: str | None = None
 ) -> list[Sample]:
-    """Read ``ROOT/[<split>/][<generator>/][<class>/]{0_real,1_fake}``.
+    """Read ForenSynths (CNNDetection): ``ROOT/[<split>/][<generator>/][<class>/]{0_real,1_fake}``.
 
-    Depth rule: if some label folder sits two levels below ROOT (after an optional split level),
-    ROOT is a collection of generators (``<generator>/<class>/0_real``, and ``<generator>/0_real``
-    for generators without classes); otherwise ROOT is one generator's folder whose children are
-    classes, and the generator is ``generator`` or ROOT's own name (unless that is a split name).
+    For each label folder, the folders between it and ROOT (after a split folder, if any) are read
+    by where they sit:
+
+    * below a **training split** folder (``train``, ``val``; ROOT itself or ROOT's child): one level
+      is the class (``train/airplane/0_real``: source ``airplane``) and the generator is
+      ``generator`` (default ``None``: CNNDetection's training fakes are all ProGAN's, but the tree
+      does not say so); two or more levels read ``<generator>/<class>``;
+    * below any **other split** folder (``test``): the first level is the generator and the rest
+      the class (``test/progan/car/0_real``, ``test/deepfake/0_real`` without classes);
+    * with **no split folder**: if some label folder sits two levels below ROOT, ROOT is a
+      collection read as ``test`` is; otherwise ROOT is one generator's folder whose children are
+      classes, and the generator is ``generator`` or ROOT's own name.
+
+    ``generator`` only names the generator where the tree does not; generator folders keep their
+    names. ``split`` is the split of label folders with no split folder above them (structure is
+    still read by the rule for no split folder).
     """
     base = _root(root)
-    label_dirs = [(d, depth) for d, depth in _walk_dirs(base, 5) if d.name in _FS_LABELS]
+    label_dirs = [d for d, _ in _walk_dirs(base, 5, leaves=_FS_LABELS) if d.name in _FS_LABELS]
     if not label_dirs:
         raise LayoutError(f"{base}: no 0_real or 1_fake folder found for the forensynths layout\n{_EXPECTED}")
 
-    parsed = []
-    for folder, _ in label_dirs:
+    base_split = _split_of(base.name)
+    parsed = []  # (label folder, levels between split and label, split folder name or None)
+    for folder in label_dirs:
         parts = list(folder.relative_to(base).parts[:-1])
-        part_split = split
-        if parts and _split_of(parts[0]):
-            part_split = parts.pop(0)
-        parsed.append((folder, parts, part_split))
-    collection = any(len(parts) >= 2 for _, parts, _ in parsed)
-    root_split = split or _split_of(base.name)
-    root_generator = generator or (None if _split_of(base.name) else base.name)
+        folder_split = parts.pop(0) if parts and _split_of(parts[0]) else base_split
+        parsed.append((folder, parts, folder_split))
+    # the one-generator-folder reading only applies where no split folder says otherwise
+    collection = any(len(parts) >= 2 for _, parts, folder_split in parsed if folder_split is None)
+    root_generator = generator or base.name  # used only where no split folder is involved
 
     samples: list[Sample] = []
-    for folder, parts, part_split in parsed:
-        if collection:
-            gen = generator or (parts[0] if parts else root_generator)
+    for folder, parts, folder_split in parsed:
+        if folder_split is not None and _canonical_split(folder_split) in _FS_TRAINING_SPLITS and len(parts) < 2:
+            gen, cls = generator, "/".join(parts) or None
+        elif folder_split is not None:
+            gen = parts[0] if parts else generator
+            cls = "/".join(parts[1:]) or None
+        elif collection:
+            gen = parts[0] if parts else root_generator
             cls = "/".join(parts[1:]) or None
         else:
-            gen = root_generator
-            cls = "/".join(parts) or None
+            gen, cls = root_generator, "/".join(parts) or None
         label = _FS_LABELS[folder.name]
+        sample_split = folder_split or split
         for path in _images(folder):
-            samples.append(Sample(path, label, gen, part_split or root_split, cls))
-    return _require(samples, base, "forensynths", (d for d, _ in label_dirs))
+            samples.append(Sample(path, label, gen, sample_split, cls))
+    return _require(samples, base, "forensynths", label_dirs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,34 +239,56 @@ _GI_LABELS = {"nature": REAL, "ai": FAKE}
 _GI_SPLITS = ("train", "val")
 
 
-def _genimage_generator_dirs(base: Path) -> list[Path]:
-    def is_generator_dir(d: Path) -> bool:
-        return any((d / s / lab).is_dir() for s in _GI_SPLITS for lab in _GI_LABELS)
-
-    if is_generator_dir(base):
-        return [base]
-    return [d for d in _subdirs(base) if is_generator_dir(d)]
+def _is_genimage_split_holder(d: Path) -> bool:
+    """``d`` holds ``{train,val}/{nature,ai}`` (a generator folder, or GenImage's subset folder)."""
+    return any((d / s / lab).is_dir() for s in _GI_SPLITS for lab in _GI_LABELS)
 
 
-def read_genimage(root: str | os.PathLike, *, splits: Sequence[str] | None = None) -> list[Sample]:
-    """Read ``ROOT/<generator>/{train,val}/{nature,ai}`` (or ROOT = one generator's folder).
+def _genimage_folders(base: Path) -> list[tuple[str, Path]]:
+    """(generator name, folder holding ``{train,val}``) pairs under ``base``.
 
-    ``splits`` restricts to some of ``("train", "val")``. Reals keep their generator folder's name.
+    ``base/{train,val}`` → ROOT's own name; ``base/<g>/{train,val}`` → ``<g>``;
+    ``base/<g>/<subset>/{train,val}`` (GenImage as shipped) → ``<g>``, the outer folder.
+    """
+    if _is_genimage_split_holder(base):
+        return [(base.name, base)]
+    found: list[tuple[str, Path]] = []
+    for child in _subdirs(base):
+        if _is_genimage_split_holder(child):
+            found.append((child.name, child))
+        else:
+            found.extend((child.name, sub) for sub in _subdirs(child) if _is_genimage_split_holder(sub))
+    return found
+
+
+def read_genimage(
+    root: str | os.PathLike, *, splits: Sequence[str] | None = None, generator: str | None = None
+) -> list[Sample]:
+    """Read ``ROOT/<generator>/[<subset>/]{train,val}/{nature,ai}`` (or ROOT = one generator's folder).
+
+    GenImage ships an extra subset level (``stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/train/ai``):
+    the generator is the outer folder's name (``stable_diffusion_v_1_4``). When ROOT is one
+    generator's folder with a subset level below it, the subset level cannot be told from a
+    generator level, so the subset's name becomes the generator: pass ``generator=`` to name it.
+    ``splits`` restricts to some of ``("train", "val")``. Reals keep their generator's name.
     """
     base = _root(root)
-    generators = _genimage_generator_dirs(base)
-    if not generators:
-        raise LayoutError(f"{base}: no <generator>/train|val/nature|ai folders for the genimage layout\n{_EXPECTED}")
+    folders = _genimage_folders(base)
+    if not folders:
+        raise LayoutError(
+            f"{base}: no <generator>/[<subset>/]train|val/nature|ai folders for the genimage layout\n{_EXPECTED}"
+        )
     wanted = tuple(splits) if splits is not None else _GI_SPLITS
     samples: list[Sample] = []
     looked: list[Path] = []
-    for gen_dir in generators:
+    for gen_name, holder in folders:
+        gen = generator or gen_name
         for split in wanted:
             for label_name, label in _GI_LABELS.items():
-                folder = gen_dir / split / label_name
+                folder = holder / split / label_name
                 if folder.is_dir():
                     looked.append(folder)
-                    samples.extend(Sample(p, label, gen_dir.name, split, None) for p in _images(folder))
+                    samples.extend(Sample(p, label, gen, split, None) for p in _images(folder))
     return _require(samples, base, "genimage", looked)
 
 
@@ -376,7 +434,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     """The name of the layout of ``root`` (one of :data:`LAYOUTS`), or :class:`LayoutError`.
 
     Checked in order: a ``.csv`` file; any ``0_real``/``1_fake`` folder (forensynths);
-    ``<generator>/{train,val}/{nature,ai}`` (genimage); ``real/`` or ``fake/`` at ROOT or below a
+    ``<generator>/[<subset>/]{train,val}/{nature,ai}`` (genimage); ``real/`` or ``fake/`` at ROOT or below a
     split folder (flat); ``<split>/<source>/real`` or ``<source>/real`` (diffusionforensics).
     """
     path = Path(root)
@@ -385,9 +443,9 @@ def detect_layout(root: str | os.PathLike) -> str:
             return "csv"
         raise LayoutError(f"{path}: is a file; a manifest must be a .csv file\n{_EXPECTED}")
     base = _root(path)
-    if any(d.name in _FS_LABELS for d, _ in _walk_dirs(base, 5)):
+    if any(d.name in _FS_LABELS for d, _ in _walk_dirs(base, 5, leaves=_FS_LABELS)):
         return "forensynths"
-    if _genimage_generator_dirs(base):
+    if _genimage_folders(base):
         return "genimage"
     if _flat_roots(base):
         return "flat"

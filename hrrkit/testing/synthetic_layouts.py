@@ -66,7 +66,8 @@ def write_synthetic_layout(
 
     * ``forensynths``: ``{train,val}/<class>/{0_real,1_fake}`` (one generator's classes ``cat`` and
       ``car``, as ProGAN's training set) and ``test/<generator>/<class>/{0_real,1_fake}``;
-    * ``genimage``: ``<generator>/{train,val}/{nature,ai}`` (no test split: val is the test set);
+    * ``genimage``: ``<generator>/imagenet_ai_<generator>/{train,val}/{nature,ai}``, with the subset
+      level GenImage ships (no test split: val is the test set);
     * ``diffusionforensics``: ``{train,val,test}/<source>/{real,<generator>...}``, source ``lsun``;
     * ``flat``: ``{train,val,test}/{real,fake/<generator>}``;
     * ``csv``: ``manifest.csv`` with ``path,label,generator,split`` over ``images/``.
@@ -103,10 +104,11 @@ def write_synthetic_layout(
         return root
     if layout == "genimage":
         for gen in generators:
+            subset = root / gen / f"imagenet_ai_{gen}"  # as stable_diffusion_v_1_4/imagenet_ai_0419_sdv4
             for split in ("train", "val"):
                 for _ in range(n_for(split)):
-                    _save(image(False), root / gen / split / "nature" / name())
-                    _save(image(True), root / gen / split / "ai" / name())
+                    _save(image(False), subset / split / "nature" / name())
+                    _save(image(True), subset / split / "ai" / name())
         return root
     if layout == "diffusionforensics":
         for split in ("train", "val", "test"):
@@ -170,5 +172,9 @@ def tiny_run_config(data_root: str | Path, output_dir: str | Path, *, layout: st
 
 
 def _looks_like_genimage(root: str | Path) -> bool:
-    root = Path(root)
-    return root.is_dir() and any((d / "train" / "nature").is_dir() for d in root.iterdir() if d.is_dir())
+    from hrrkit.data.layouts import LayoutError, detect_layout
+
+    try:
+        return detect_layout(root) == "genimage"
+    except LayoutError:
+        return False

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hrrkit.data.layouts import LayoutError, Sample, detect_layout, read_layout
+from hrrkit.data.layouts import LayoutError, Sample, detect_layout, read_forensynths, read_genimage, read_layout
 
 
 def _img(path: Path, seed: int = 0) -> Path:
@@ -60,9 +60,111 @@ def test_forensynths_training_split_of_classes(tmp_path):
     samples = read_layout(root)
     assert {(s.generator, s.split, s.source) for s in samples} == {(None, "train", "airplane")}
     assert {s.generator for s in read_layout(root, "forensynths")} == {None}
-    from hrrkit.data.layouts import read_forensynths
-
     assert {s.generator for s in read_forensynths(root, generator="progan")} == {"progan"}
+
+
+def test_forensynths_as_shipped_train_classes_are_classes_not_generators(tmp_path):
+    # CNNDetection: train/val hold ProGAN's LSUN classes, test holds one folder per generator
+    root = tmp_path / "CNNDetection"
+    _img(root / "train" / "airplane" / "0_real" / "a.png")
+    _img(root / "train" / "airplane" / "1_fake" / "b.png")
+    _img(root / "train" / "cat" / "1_fake" / "c.png")
+    _img(root / "val" / "horse" / "0_real" / "d.png")
+    _img(root / "test" / "progan" / "airplane" / "1_fake" / "e.png")
+    _img(root / "test" / "stylegan" / "car" / "0_real" / "f.png")
+    _img(root / "test" / "whichfaceisreal" / "0_real" / "g.png")
+    _img(root / "test" / "whichfaceisreal" / "1_fake" / "h.png")
+    _img(root / "test" / "deepfake" / "1_fake" / "i.png")
+    assert detect_layout(root) == "forensynths"
+    expected_test = {
+        ("test/progan/airplane/1_fake/e.png", 1, "progan", "test", "airplane"),
+        ("test/stylegan/car/0_real/f.png", 0, "stylegan", "test", "car"),
+        ("test/whichfaceisreal/0_real/g.png", 0, "whichfaceisreal", "test", None),
+        ("test/whichfaceisreal/1_fake/h.png", 1, "whichfaceisreal", "test", None),
+        ("test/deepfake/1_fake/i.png", 1, "deepfake", "test", None),
+    }
+    assert _facts(read_layout(root), root) == {
+        ("train/airplane/0_real/a.png", 0, None, "train", "airplane"),
+        ("train/airplane/1_fake/b.png", 1, None, "train", "airplane"),
+        ("train/cat/1_fake/c.png", 1, None, "train", "cat"),
+        ("val/horse/0_real/d.png", 0, None, "val", "horse"),
+        *expected_test,
+    }
+    # generator= names the training generator the tree leaves unnamed; test generators keep theirs
+    named = _facts(read_forensynths(root, generator="progan"), root)
+    assert {f for f in named if f[3] != "test"} == {
+        ("train/airplane/0_real/a.png", 0, "progan", "train", "airplane"),
+        ("train/airplane/1_fake/b.png", 1, "progan", "train", "airplane"),
+        ("train/cat/1_fake/c.png", 1, "progan", "train", "cat"),
+        ("val/horse/0_real/d.png", 0, "progan", "val", "horse"),
+    }
+    assert {f for f in named if f[3] == "test"} == expected_test
+    # each split folder read on its own gives the same records
+    assert _facts(read_layout(root / "val"), root) == {("val/horse/0_real/d.png", 0, None, "val", "horse")}
+    assert _facts(read_layout(root / "test"), root) == expected_test
+    # one test generator's folder: its children are classes, the generator is its name
+    assert _facts(read_layout(root / "test" / "stylegan"), root) == {
+        ("test/stylegan/car/0_real/f.png", 0, "stylegan", None, "car")
+    }
+
+
+def test_forensynths_training_split_with_generator_level_and_validation_alias(tmp_path):
+    root = tmp_path / "mine"
+    _img(root / "train" / "progan" / "car" / "1_fake" / "a.png")  # two levels: <generator>/<class>
+    _img(root / "validation" / "car" / "0_real" / "b.png")  # one level below a val split: the class
+    _img(root / "train" / "0_real" / "c.png")  # no level: no class, no generator
+    assert _facts(read_layout(root), root) == {
+        ("train/progan/car/1_fake/a.png", 1, "progan", "train", "car"),
+        ("validation/car/0_real/b.png", 0, None, "validation", "car"),
+        ("train/0_real/c.png", 0, None, "train", None),
+    }
+
+
+def test_forensynths_unsplit_collection_keeps_generator_folders(tmp_path):
+    root = tmp_path / "collection"
+    _img(root / "biggan" / "0_real" / "a.png")
+    _img(root / "stylegan" / "bedroom" / "1_fake" / "b.png")
+    # generator= cannot rename folders that already name their generator
+    assert _facts(read_forensynths(root, generator="other", split="test"), root) == {
+        ("biggan/0_real/a.png", 0, "biggan", "test", None),
+        ("stylegan/bedroom/1_fake/b.png", 1, "stylegan", "test", "bedroom"),
+    }
+
+
+def test_genimage_as_shipped_with_subset_level(tmp_path):
+    root = tmp_path / "GenImage"
+    sd = root / "stable_diffusion_v_1_4" / "imagenet_ai_0419_sdv4"
+    _img(sd / "train" / "ai" / "a.png")
+    _img(sd / "train" / "nature" / "n.JPEG")
+    _img(sd / "val" / "ai" / "v.png")
+    _img(root / "Midjourney" / "imagenet_midjourney" / "val" / "nature" / "m.JPEG")
+    _img(root / "BigGAN" / "val" / "ai" / "b.png")  # the two-level form next to the shipped one
+    (root / "ADM" / "imagenet_ai_0508_adm" / "train").mkdir(parents=True)  # no label folders: ignored
+    assert detect_layout(root) == "genimage"
+    assert _facts(read_layout(root), root) == {
+        ("stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/train/ai/a.png", 1, "stable_diffusion_v_1_4", "train", None),
+        (
+            "stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/train/nature/n.JPEG",
+            0,
+            "stable_diffusion_v_1_4",
+            "train",
+            None,
+        ),
+        ("stable_diffusion_v_1_4/imagenet_ai_0419_sdv4/val/ai/v.png", 1, "stable_diffusion_v_1_4", "val", None),
+        ("Midjourney/imagenet_midjourney/val/nature/m.JPEG", 0, "Midjourney", "val", None),
+        ("BigGAN/val/ai/b.png", 1, "BigGAN", "val", None),
+    }
+    assert {s.path.name for s in read_genimage(root, splits=["train"])} == {"a.png", "n.JPEG"}
+    # ROOT = one generator's folder: its subset folder cannot be told from a generator folder
+    one = root / "stable_diffusion_v_1_4"
+    assert detect_layout(one) == "genimage"
+    assert {s.generator for s in read_layout(one)} == {"imagenet_ai_0419_sdv4"}
+    assert {s.generator for s in read_genimage(one, generator="sdv14")} == {"sdv14"}
+    # ROOT = the subset folder itself
+    assert {(s.generator, s.split) for s in read_layout(sd)} == {
+        ("imagenet_ai_0419_sdv4", "train"),
+        ("imagenet_ai_0419_sdv4", "val"),
+    }
 
 
 def test_genimage(tmp_path):
