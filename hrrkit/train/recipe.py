@@ -9,7 +9,7 @@ A run config (YAML or JSON)::
       train_split: train              # null = every sample not in val/test
       val_split: val                  # null = a seeded val_fraction of the training samples
       test_split: test                # evaluated with the best checkpoint at the end (null = skip)
-      train_generators: [progan]      # restrict the training fakes (null = all)
+      train_generators: null          # or e.g. [adm]: restrict the training fakes to these generators
     train: {epochs: 5, batch_size: 16, lr: 0.001}
     output_dir: runs/forensynths-hrr
 

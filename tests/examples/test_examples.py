@@ -19,7 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RECIPES = {
     "forensynths": ("forensynths", ("progan", "stylegan"), "test"),
     "diffusionforensics": ("diffusionforensics", ("adm", "ldm"), "test"),
-    "genimage": ("genimage", ("sdv14", "midjourney"), "val"),
+    "genimage": ("genimage", ("stable_diffusion_v_1_4", "midjourney"), "val"),
 }
 
 
