@@ -13,7 +13,6 @@ Every number in the report comes from this run.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ def demo_detector_config(name: str, settings: DemoSettings) -> DetectorConfig:
     })
 
 
-def _log(message: str, progress: bool) -> None:
+def _log(message: str) -> None:
     # stage lines are always printed; ``progress`` only turns the bars off
     print(message, flush=True)
 
@@ -97,12 +96,12 @@ def run_demo(
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     timings: dict[str, float] = {}
 
-    _log(f"[1/3] mini-benchmark ({'quick' if quick else 'full'}) ...", progress)
+    _log(f"[1/3] mini-benchmark ({'quick' if quick else 'full'}) ...")
     t0 = time.perf_counter()
     bench = build_mini_benchmark(cache_root, seed=seed, quick=quick, progress=progress)
     timings["benchmark"] = time.perf_counter() - t0
     _log(f"      {'reused' if bench.reused else 'built'} {bench.root} in {timings['benchmark']:.1f}s: "
-         + ", ".join(f"{k} {v['real']}+{v['fake']}" for k, v in bench.counts().items()), progress)
+         + ", ".join(f"{k} {v['real']}+{v['fake']}" for k, v in bench.counts().items()))
 
     splits = {name: bench.samples(name) for name in ("train", "val", *TEST_SPLITS)}
     results: dict[str, dict[str, Any]] = {}
@@ -110,7 +109,7 @@ def run_demo(
     train_config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=seed,
                                early_stopping_patience=0, log_every=5)
     for i, name in enumerate(detectors):
-        _log(f"[2/3] training {name} ({i + 1}/{len(detectors)}) ...", progress)
+        _log(f"[2/3] training {name} ({i + 1}/{len(detectors)}) ...")
         t0 = time.perf_counter()
         config = demo_detector_config(name, settings)
         inp = config.input
@@ -124,6 +123,8 @@ def run_demo(
                         "data": {"mini_benchmark": str(bench.root)}})
         timings[f"train_{name}"] = time.perf_counter() - t0
         best = load_detector(run_dir / "best", device=device)
+        if i == 0:
+            first_best = best  # the evidence figure shows the first detector's maps
         results[name], predictions[name] = {}, {}
         t0 = time.perf_counter()
         for split in TEST_SPLITS:
@@ -133,11 +134,10 @@ def run_demo(
             predictions[name][split] = pred
             results[name][split] = compute_metrics(pred["labels"], pred["scores"], threshold=best.config.threshold).to_dict()
         timings[f"eval_{name}"] = time.perf_counter() - t0
-        _log("      " + "  ".join(f"{TEST_SPLITS[s]}: AP {results[name][s]['ap']:.3f}" for s in TEST_SPLITS), progress)
+        _log("      " + "  ".join(f"{TEST_SPLITS[s]}: AP {results[name][s]['ap']:.3f}" for s in TEST_SPLITS))
 
-    _log("[3/3] report ...", True)
-    figures = _roc_figure(predictions, out_dir) + _evidence_figure(out_dir / "detectors" / detectors[0] / "best",
-                                                                    splits["test_seen"], out_dir, device)
+    _log("[3/3] report ...")
+    figures = _roc_figure(predictions, out_dir) + _evidence_figure(first_best, splits["test_seen"], out_dir)
     timings["total"] = time.perf_counter() - started
     payload = {
         "mode": "quick" if quick else "full",
@@ -237,7 +237,7 @@ def _roc_figure(predictions: dict[str, dict[str, dict[str, Any]]], out_dir: Path
     return ["roc.png"]
 
 
-def _evidence_figure(detector_dir: Path, samples, out_dir: Path, device: torch.device, count: int = 4) -> list[str]:
+def _evidence_figure(detector: HRRDetector, samples, out_dir: Path, count: int = 4) -> list[str]:
     """A few test images (2 real, 2 generated), the backbone input at each scale and the evidence maps."""
     import matplotlib
 
@@ -246,7 +246,6 @@ def _evidence_figure(detector_dir: Path, samples, out_dir: Path, device: torch.d
 
     from hrrkit.data.io import load_image
 
-    detector = load_detector(detector_dir, device=device)
     picked = [s for s in samples if s.label == 0][: count // 2] + [s for s in samples if s.label == 1][: count // 2]
     if not picked:
         return []
@@ -270,7 +269,3 @@ def _evidence_figure(detector_dir: Path, samples, out_dir: Path, device: torch.d
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return ["evidence.png"]
-
-
-def main_table_json(payload: dict[str, Any]) -> str:
-    return json.dumps(payload["results"], indent=2)

@@ -167,20 +167,20 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _loader(dataset: ImageDataset, config: TrainConfig, *, shuffle: bool, dist: _Dist, epoch: int) -> DataLoader:
-    if dataset.input_policy == "native":
-        sizes = dataset.header_sizes()
-    else:
-        sizes = [(1, 1)] * len(dataset)  # every item has the same shape: one bucket
+def _batch_sampler(sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> SizeBucketBatchSampler:
+    """This rank's shuffled batches of equal-size items for ``epoch`` (``sizes`` from ``header_sizes``)."""
     sampler = SizeBucketBatchSampler(
-        sizes, config.batch_size, shuffle=shuffle, seed=config.seed, num_replicas=dist.world if shuffle else 1,
-        rank=dist.rank if shuffle else 0,
+        sizes, config.batch_size, shuffle=True, seed=config.seed, num_replicas=dist.world, rank=dist.rank
     )
     sampler.set_epoch(epoch)
+    return sampler
+
+
+def _loader(dataset: ImageDataset, sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> DataLoader:
     dataset.set_epoch(epoch)
     return DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=config.num_workers,
-        persistent_workers=False,
+        dataset, batch_sampler=_batch_sampler(sizes, config, dist=dist, epoch=epoch), collate_fn=collate_samples,
+        num_workers=config.num_workers, persistent_workers=False,
     )
 
 
@@ -211,9 +211,8 @@ def predict_dataset(
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    sizes = dataset.header_sizes() if dataset.input_policy == "native" else [(1, 1)] * len(dataset)
     loader = DataLoader(
-        dataset, batch_sampler=SizeBucketBatchSampler(sizes, batch_size), collate_fn=collate_samples,
+        dataset, batch_sampler=SizeBucketBatchSampler(dataset.header_sizes(), batch_size), collate_fn=collate_samples,
         num_workers=num_workers,
     )
     skip_log = skip_log if skip_log is not None else SkipLog()
@@ -395,7 +394,9 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
     seed_everything(config.seed)
     model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
-    steps_per_epoch = len(_loader(train_set, config, shuffle=True, dist=dist, epoch=0).batch_sampler)
+    # native-size items: their sizes come from file headers, read once for the whole run
+    train_sizes = train_set.header_sizes()
+    steps_per_epoch = len(_batch_sampler(train_sizes, config, dist=dist, epoch=0))
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = max(steps_per_epoch * config.epochs, 1)
@@ -435,7 +436,7 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
         log({"event": "resume", "from_epoch": state["epoch"], "time": time.time()})
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        loader = _loader(train_set, config, shuffle=True, dist=dist, epoch=epoch)
+        loader = _loader(train_set, train_sizes, config, dist=dist, epoch=epoch)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
                    disable=not (progress and dist.main), leave=False)
         epoch_loss, seen = 0.0, 0
