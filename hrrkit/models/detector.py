@@ -27,6 +27,7 @@ from torch import nn
 from hrrkit.models.backbones import build_backbone
 from hrrkit.models.checkpoint import CheckpointError, read_detector_folder
 from hrrkit.models.config import ConfigError, DetectorConfig
+from hrrkit.models.hub import HubMixin
 from hrrkit.models.retrospectors import build_retrospector
 from hrrkit.nn import AdditiveRefinementHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
 from hrrkit.nn.losses import CorrentropyLoss
@@ -107,7 +108,7 @@ class LinearHead(nn.Module):
         return total, {"bce": bce.item(), "correntropy": cor.item(), "penalty": 0.0}
 
 
-class HRRDetector(nn.Module):
+class HRRDetector(HubMixin, nn.Module):
     """The HRR detector (see the module docstring); ``config`` says everything about it.
 
     ``forward(images)`` takes ``(B, 3, H, W)`` in [-1, 1] (or a list of ``(3, H, W)`` of any sizes)
