@@ -7,6 +7,7 @@
 * :mod:`hrrkit.data.verify` — ``hrrkit data verify``: decode check, duplicates, leaks, manifest.
 """
 
+from hrrkit.data import augment as _augment  # noqa: F401  registers the augment presets (cnnspot, jpeg-chain)
 from hrrkit.data.io import (
     CorruptImageError,
     DecompressionBombError,
