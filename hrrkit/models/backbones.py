@@ -136,6 +136,14 @@ def efficientnet_lite0(in_channels: int = 3, **kwargs: Any) -> nn.Module:
     return efficientnet_lite0_backbone(in_channels=in_channels, **kwargs)
 
 
+@register_backbone("npr_cnn")
+def npr_cnn(in_channels: int = 3, width: int = 32, depth: int = 3) -> nn.Module:
+    """NPR's neighbouring-pixel relation x − up(down(x, 0.5)) (:mod:`hrrkit.nn.npr`) into a compact CNN."""
+    from hrrkit.nn.npr import NPRBackbone
+
+    return NPRBackbone(CompactCNN(in_channels=in_channels, width=width, depth=depth))
+
+
 class _FeatureMapAdapter(nn.Module):
     """Wraps a classification network so that it returns its last feature map."""
 

@@ -336,11 +336,15 @@ def load_lite0_state_dict(path: str | Path | None = None) -> dict[str, torch.Ten
 class EfficientNetLite0Backbone(nn.Module):
     """The registry's ``efficientnet_lite0``: one feature map ``(B, out_channels, h, w)`` at level
     ``out_index`` of :class:`EfficientNetLite0` (default 4: 320 channels at 1/32), the rest of the
-    hrrkit backbone contract (``out_channels``), ``feature_info`` of that level, and ``frozen``."""
+    hrrkit backbone contract (``out_channels``), ``feature_info`` of that level, and ``frozen``.
+
+    ``input_offset`` is added to the input first: −1 maps a residual |x − x̂| ∈ [0, 2] to the image range
+    [−1, 1] the weights expect, which is what DIRE does by saving the residual as an 8-bit image."""
 
     def __init__(self, *, in_channels: int = 3, pretrained: bool = True, out_index: int = 4, frozen: bool = False,
-                 drop_path_rate: float = 0.0):
+                 drop_path_rate: float = 0.0, input_offset: float = 0.0):
         super().__init__()
+        self.input_offset = float(input_offset)
         self.body = EfficientNetLite0(pretrained=pretrained, features_only=True, out_indices=(out_index,),
                                       in_channels=in_channels, frozen=frozen, drop_path_rate=drop_path_rate)
         self.out_index = int(out_index)
@@ -349,11 +353,15 @@ class EfficientNetLite0Backbone(nn.Module):
         self.frozen = bool(frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)[0]
+        return self.body(x + self.input_offset if self.input_offset else x)[0]
+
+    def extra_repr(self) -> str:
+        return f"out_index={self.out_index}, frozen={self.frozen}, input_offset={self.input_offset:g}"
 
 
 def efficientnet_lite0_backbone(in_channels: int = 3, pretrained: bool = True, out_index: int = 4,
-                                frozen: bool = False, drop_path_rate: float = 0.0) -> EfficientNetLite0Backbone:
+                                frozen: bool = False, drop_path_rate: float = 0.0,
+                                input_offset: float = 0.0) -> EfficientNetLite0Backbone:
     """Factory of the registered backbone ``efficientnet_lite0`` (see :class:`EfficientNetLite0Backbone`)."""
     return EfficientNetLite0Backbone(in_channels=in_channels, pretrained=pretrained, out_index=out_index,
-                                     frozen=frozen, drop_path_rate=drop_path_rate)
+                                     frozen=frozen, drop_path_rate=drop_path_rate, input_offset=input_offset)

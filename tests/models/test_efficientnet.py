@@ -155,3 +155,12 @@ def test_six_channel_stem_tiles_the_rgb_kernels():
 def test_bad_out_index_is_a_clear_error():
     with pytest.raises(ValueError, match="out_indices"):
         build_backbone("efficientnet_lite0", pretrained=False, out_index=6)
+
+
+def test_input_offset_shifts_residuals_into_the_image_range():
+    plain = build_backbone("efficientnet_lite0", pretrained=True, out_index=2).eval()
+    shifted = build_backbone("efficientnet_lite0", pretrained=True, out_index=2, input_offset=-1.0).eval()
+    residual = torch.rand(1, 3, 20, 20) * 2  # |x − x̂| in [0, 2]
+    with torch.no_grad():
+        torch.testing.assert_close(shifted(residual), plain(residual - 1))
+    assert "input_offset=-1" in repr(shifted)

@@ -72,3 +72,11 @@ def test_backbone_wrapper_keeps_contract_on_odd_sizes():
 def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="H, W >= 1"):
         nearest_down_up(torch.zeros(3, 0, 4))
+
+
+def test_registered_npr_cnn_backbone():
+    from hrrkit.models import build_backbone
+
+    backbone = build_backbone("npr_cnn", width=4, depth=2)
+    x = torch.rand(1, 3, 9, 9)
+    torch.testing.assert_close(backbone(x), backbone.body(neighbouring_pixel_relation(x)))
