@@ -72,7 +72,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
         raise HubError(f"{name}: no such detector folder (a folder with {CONFIG_FILE} and {WEIGHTS_FILE}, "
                        "or a hub repo id 'owner/name')")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
+    from huggingface_hub.utils import (  # (.utils re-exports the errors in every release since 0.2x)
         EntryNotFoundError,
         HFValidationError,
         LocalEntryNotFoundError,
