@@ -35,7 +35,7 @@ def write_robustness_report(
         for p in items:
             row = _row(results[p.name])
             data["perturbations"][p.name] = row
-            lines.append(f"| {p.strength:g} | " + " | ".join(fmt(row.get(k)) for k, _ in _KEYS) + " |")
+            lines.append(f"| {p.name.partition(':')[2] or 'on'} | " + " | ".join(fmt(row.get(k)) for k, _ in _KEYS) + " |")
         lines.append("")
     figure = _plot(clean, results, kinds, out_dir)
     if figure:
