@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrrkit.nn import AdditiveRefinementHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
+from hrrkit.nn import AdditiveRefinementHead, MultiScaleStyleRetrospection, NoisyRescale, ScaleConsistencyKL
 
 
 class MyDetector(nn.Module):
@@ -11,7 +11,7 @@ class MyDetector(nn.Module):
         super().__init__()
         backbone = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.GELU(), nn.Conv2d(16, 16, 3, 1, 1))
         blur = lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)  # noqa: E731 - a stand-in retrospector
-        self.msr = MultiScaleStyleRetrospection(backbone, blur, scales=(1.0, 2.0), min_side=4)
+        self.msr = MultiScaleStyleRetrospection(backbone, blur, rescale=NoisyRescale((1.0, 2.0), min_side=4))
         self.head = AdditiveRefinementHead(self.msr.descriptor_dim(16), correntropy_weight=0.5)
         self.kl = ScaleConsistencyKL(kind="binary")
 

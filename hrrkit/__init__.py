@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "HRRDetector": "hrrkit.models.detector",
     "load_detector": "hrrkit.models.detector",
-    "preset_config": "hrrkit.models.detector",
+    "preset_config": "hrrkit.models.presets",
     "DetectorConfig": "hrrkit.models.config",
     "save_detector": "hrrkit.models.checkpoint",
 }

@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrrkit.data.dataset import ImageDataset
 from hrrkit.eval.metrics import compute_metrics, roc_curve
+from hrrkit.eval.predict import predict_dataset
 from hrrkit.models.config import DetectorConfig
-from hrrkit.models.detector import HRRDetector, load_detector, preset_config
+from hrrkit.models.detector import HRRDetector, load_detector
+from hrrkit.models.presets import preset_config
 from hrrkit.train.config import TrainConfig
-from hrrkit.train.trainer import fit, predict_dataset, seed_everything
+from hrrkit.train.trainer import fit, seed_everything
 from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 DETECTORS = ("hrr", "dire", "hrr_no_msr", "hrr_no_afr")
@@ -115,8 +116,8 @@ def run_demo(
         inp = config.input
         seed_everything(seed)
         model = HRRDetector(config)
-        train_set = ImageDataset(splits["train"], input_policy=inp.policy, crop_size=inp.crop_size, seed=seed)
-        val_set = ImageDataset(splits["val"], input_policy=inp.eval_policy, crop_size=inp.crop_size, seed=seed)
+        train_set = inp.dataset(splits["train"], train=True, seed=seed)
+        val_set = inp.dataset(splits["val"], seed=seed)
         run_dir = out_dir / "detectors" / name
         fit(model, train_set, val_set, train_config, run_dir, device=device, resume=False, progress=progress,
             run_config={"detector": config.to_dict(), "train": train_config.to_dict(),
@@ -128,7 +129,7 @@ def run_demo(
         results[name], predictions[name] = {}, {}
         t0 = time.perf_counter()
         for split in TEST_SPLITS:
-            test_set = ImageDataset(splits[split], input_policy=inp.eval_policy, crop_size=inp.crop_size, seed=seed)
+            test_set = inp.dataset(splits[split], seed=seed)
             pred = predict_dataset(best, test_set, batch_size=settings.batch_size, device=device, progress=progress,
                                    desc=f"{name}:{split}")
             predictions[name][split] = pred

@@ -14,14 +14,13 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 def run(args: argparse.Namespace) -> int:
     from hrrkit.bench.registry import bench_cases
     from hrrkit.bench.runner import format_table, measure_copy_bandwidth, ratio_table, run_benchmarks
+    from hrrkit.utils.device import resolve_device
 
     if args.list:
         for name, case in sorted(bench_cases().items()):
             print(f"{name:<24} sizes={list(case.sizes)}  {case.description}")
         return 0
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("hrrkit bench: --device cuda but torch.cuda.is_available() is False")
+    device = resolve_device(args.device, where="hrrkit bench")
     dtypes = [_DTYPES[d] for d in args.dtype.split(",")] if args.dtype else None
     out = Path(args.out) if args.out else None
     rows = run_benchmarks(

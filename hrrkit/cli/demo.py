@@ -6,11 +6,11 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from hrrkit.demo import DETECTORS, run_demo
+    from hrrkit.utils.device import resolve_device
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device, where="hrrkit demo")
     detectors = tuple(args.detectors.split(",")) if args.detectors else DETECTORS
     run_demo(args.out, quick=args.quick, seed=args.seed, device=device, cache_root=args.cache,
              detectors=detectors, progress=not args.no_progress)

@@ -33,7 +33,9 @@ def collect(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from hrrkit.utils.device import resolve_device
+
+    device = str(resolve_device(args.device, where="hrrkit env"))
     info = collect(device)
     if args.json:
         print(json.dumps(info, indent=2))

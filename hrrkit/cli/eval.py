@@ -9,17 +9,15 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from hrrkit.data.dataset import ImageDataset
     from hrrkit.data.io import ImageLoadError
     from hrrkit.data.layouts import LayoutError, read_layout
+    from hrrkit.eval.predict import predict_dataset
     from hrrkit.eval.report import summarise, write_report
     from hrrkit.models.checkpoint import CheckpointError
     from hrrkit.models.detector import load_detector
-    from hrrkit.train.trainer import predict_dataset
+    from hrrkit.utils.device import resolve_device
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device, where="hrrkit eval")
     if args.calibrate_fpr is not None and not args.calibrate_on:
         print("hrrkit eval: --calibrate-fpr needs --calibrate-on FOLDER (held-out data whose reals set the "
               "threshold; calibrating on the evaluated data would make its FPR optimistic)", file=sys.stderr)
@@ -50,17 +48,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.model) / "eval")
     inp = detector.config.input
 
-    def dataset(augment=None) -> ImageDataset:
-        return ImageDataset(samples, input_policy=inp.eval_policy, crop_size=inp.crop_size, max_tiles=inp.max_tiles,
-                            reencode=inp.reencode, augment=augment, strict=args.strict,
-                            load_options={"max_pixels": inp.max_pixels})
+    def dataset(augment=None):
+        return inp.dataset(samples, augment=augment, strict=args.strict)
 
     threshold = args.threshold if args.threshold is not None else detector.config.threshold
     if args.calibrate_fpr is not None:
         from hrrkit.eval.metrics import calibrate_threshold
 
-        cal_set = ImageDataset(cal_samples, input_policy=inp.eval_policy, crop_size=inp.crop_size,
-                               max_tiles=inp.max_tiles, reencode=inp.reencode, load_options={"max_pixels": inp.max_pixels})
+        cal_set = inp.dataset(cal_samples)
         cal = calibrate_threshold(predict_dataset(detector, cal_set, device=device, desc="calibrate",
                                                   progress=not args.no_progress)["scores"],
                                   args.calibrate_fpr)

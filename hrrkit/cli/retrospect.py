@@ -14,10 +14,13 @@ from pathlib import Path
 
 import torch
 
+from hrrkit.utils.device import resolve_device
+
 
 def _build_retrospector(args: argparse.Namespace):
-    from hrrkit.retrospect import AutoencoderRetrospector, LatentRetrospector, PixelDDIMRetrospector
+    from hrrkit.retrospect.registry import weights_backed_kinds
 
+    kind = weights_backed_kinds()[args.kind]
     common = dict(
         dtype=args.dtype,
         tile_size=args.tile_size,
@@ -28,33 +31,20 @@ def _build_retrospector(args: argparse.Namespace):
         config=args.config,
         allow_download=args.allow_download,
     )
-    if args.kind == "pixel":
-        return PixelDDIMRetrospector.from_pretrained(
-            args.model, steps=args.steps, strength=args.strength, clip_sample=args.clip_sample, **common
-        )
-    if args.kind == "latent":
-        return LatentRetrospector.from_pretrained(
-            args.model,
-            original_config=args.original_config,
-            conditioning=args.conditioning,
-            mode=args.mode,
-            timestep=args.timestep,
-            seed=args.seed,
-            steps=args.steps,
-            strength=args.strength,
-            clip_sample=args.clip_sample,
-            **common,
-        )
-    return AutoencoderRetrospector.from_pretrained(args.model, original_config=args.original_config, **common)
+    # the settings each kind's from_pretrained takes beyond the common ones
+    specific = {
+        "pixel_ddim": dict(steps=args.steps, strength=args.strength, clip_sample=args.clip_sample),
+        "latent": dict(original_config=args.original_config, conditioning=args.conditioning, mode=args.mode,
+                       timestep=args.timestep, seed=args.seed, steps=args.steps, strength=args.strength,
+                       clip_sample=args.clip_sample),
+        "autoencoder": dict(original_config=args.original_config),
+    }.get(kind.name, {})
+    return kind.load_class().from_pretrained(args.model, **specific, **common)
 
 
 def _device(name: str | None, rank: int) -> torch.device:
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(name, where="hrrkit retrospect")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("hrrkit retrospect: --device cuda but torch.cuda.is_available() is False")
         if device.index is None:  # one GPU per rank under torchrun
             device = torch.device("cuda", rank % torch.cuda.device_count())
     return device
@@ -163,6 +153,8 @@ def _optional_bool(text: str) -> bool:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from hrrkit.retrospect.registry import weights_backed_kinds
+
     parser = subparsers.add_parser(
         "retrospect", help="reconstruct images with a diffusion model into a resumable cache; benchmark NFE"
     )
@@ -171,7 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="precompute reconstructions of image files/folders into a cache")
     p.add_argument("inputs", nargs="+", help="image files, folders (walked recursively) or globs")
     p.add_argument("--model", required=True, help="local diffusers folder or .safetensors file")
-    p.add_argument("--kind", choices=("pixel", "latent", "autoencoder"), default="latent",
+    p.add_argument("--kind", choices=tuple(weights_backed_kinds()), default="latent",
                    help="pixel: DIRE DDIM with a UNet2DModel; latent: VAE + UNet2DConditionModel; "
                    "autoencoder: VAE only (default: latent)")  # fmt: skip
     p.add_argument("--cache", required=True, help="cache root folder (created; entries go to <cache>/<config hash>/)")

@@ -39,9 +39,7 @@ from torch.utils.data import Dataset, Sampler
 from hrrkit.data.io import ImageLoadError, inspect_image, load_image
 from hrrkit.data.layouts import Sample
 from hrrkit.utils.atomic import atomic_write_json
-
-# the public name this module has always exported; the one implementation is hrrkit.utils.atomic
-write_json_atomic = atomic_write_json
+from hrrkit.utils.tiling import tile_starts
 
 __all__ = [
     "INPUT_POLICIES",
@@ -56,7 +54,6 @@ __all__ = [
     "center_crop",
     "random_crop",
     "grid_tiles",
-    "write_json_atomic",
 ]
 
 INPUT_POLICIES: tuple[str, ...] = ("native", "center_crop", "random_crop", "tiles")
@@ -219,24 +216,17 @@ def random_crop(array: np.ndarray, size: int, rng: random.Random) -> np.ndarray:
     return array[top : top + size, left : left + size]
 
 
-def _tile_starts(length: int, size: int) -> list[int]:
-    count = max(1, math.ceil(length / size))
-    if count == 1:
-        return [0]
-    # spread the windows evenly; the last one is flush with the far edge (small overlaps, no padding)
-    return [round(i * (length - size) / (count - 1)) for i in range(count)]
-
-
 def grid_tiles(array: np.ndarray, size: int, max_tiles: int | None = None) -> np.ndarray:
     """``(T, size, size, C)`` tiles covering an ``(H, W, C)`` array (padded first if smaller).
 
     Tiles are laid on an even grid whose last row/column touches the far edge, so every pixel is
-    covered and no tile is padded. With ``max_tiles``, that many tiles evenly spaced in the
+    covered and no tile is padded (:func:`hrrkit.utils.tiling.tile_starts`, the rule NoisyRescale's
+    eval tiles use too). With ``max_tiles``, that many tiles evenly spaced in the
     row-major tile list are kept (deterministic).
     """
     array = pad_to_min_size(array, size)
     h, w = array.shape[:2]
-    windows = [(t, l) for t in _tile_starts(h, size) for l in _tile_starts(w, size)]
+    windows = [(t, l) for t in tile_starts(h, size) for l in tile_starts(w, size)]
     if max_tiles is not None and len(windows) > max_tiles:
         keep = np.linspace(0, len(windows) - 1, max_tiles).round().astype(int)
         windows = [windows[i] for i in keep]
@@ -406,21 +396,6 @@ class ImageDataset(Dataset):
                 h, w = max(1, round(h * scale)), max(1, round(w * scale))
             sizes.append((h, w))
         return sizes
-
-    def with_options(self, **changes: Any) -> ImageDataset:
-        """A copy with some constructor arguments changed (e.g. ``augment="none"`` for validation)."""
-        arguments = {
-            "input_policy": self.input_policy,
-            "crop_size": self.crop_size,
-            "max_tiles": self.max_tiles,
-            "augment": self.augmentation,
-            "reencode": self.reencode,
-            "strict": self.strict,
-            "seed": self.seed,
-            "load_options": self.load_options,
-        }
-        arguments.update(changes)
-        return ImageDataset(self.samples, **arguments)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""HRRDetector, baselines, the backbone registry and the serialisable detector config."""
+"""HRRDetector, the preset and backbone registries and the serialisable detector config."""
 
 from hrrkit.models.backbones import available_backbones, build_backbone, register_backbone
 from hrrkit.models.checkpoint import CheckpointError, save_detector
 from hrrkit.models.config import ConfigError, DetectorConfig
-from hrrkit.models.detector import PRESETS, DetectorOutput, HRRDetector, load_detector, preset_config
+from hrrkit.models.detector import DetectorOutput, HRRDetector, load_detector
+from hrrkit.models.presets import list_presets, preset_config, register_preset
 
 __all__ = [
-    "PRESETS",
     "CheckpointError",
     "ConfigError",
     "DetectorConfig",
@@ -14,8 +14,10 @@ __all__ = [
     "HRRDetector",
     "available_backbones",
     "build_backbone",
+    "list_presets",
     "load_detector",
     "preset_config",
     "register_backbone",
+    "register_preset",
     "save_detector",
 ]

@@ -21,6 +21,13 @@ class ConfigError(ValueError):
     """A config field is unknown, missing or has a bad value; the message names it."""
 
 
+def _choose(section: str, name: str, value: Any, choices) -> None:
+    """Raise :class:`ConfigError` naming ``section.name`` when ``value`` is not one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"{section}.{name}={value!r}: choose one of {choices}")
+
+
 @dataclass
 class InputConfig:
     """How files become tensors.
@@ -39,6 +46,35 @@ class InputConfig:
     augment: str = "none"
     max_pixels: int = 178_956_970
 
+    def __post_init__(self) -> None:
+        from hrrkit.data.dataset import AUGMENTATION_PRESETS, INPUT_POLICIES, ReEncode
+
+        _choose("input", "policy", self.policy, INPUT_POLICIES)
+        _choose("input", "eval_policy", self.eval_policy, INPUT_POLICIES)
+        _choose("input", "augment", self.augment, AUGMENTATION_PRESETS)
+        if self.crop_size < 1:
+            raise ConfigError(f"input.crop_size={self.crop_size}: must be >= 1")
+        if self.max_tiles is not None and self.max_tiles < 1:
+            raise ConfigError(f"input.max_tiles={self.max_tiles}: must be >= 1 or null")
+        try:
+            ReEncode.parse(self.reencode)
+        except ValueError as exc:
+            raise ConfigError(f"input.reencode={self.reencode!r}: {exc}") from None
+
+    def dataset(self, samples, *, train: bool = False, augment: Any = None, seed: int = 0, strict: bool = False):
+        """The :class:`~hrrkit.data.dataset.ImageDataset` of ``samples`` under this input policy: ``train``
+        uses ``policy`` and ``augment``, otherwise ``eval_policy`` and no augmentation; ``augment``
+        overrides the augmentation (e.g. a perturbation for robustness); ``reencode``, ``crop_size``,
+        ``max_tiles`` and ``max_pixels`` always apply."""
+        from hrrkit.data.dataset import ImageDataset
+
+        if augment is None:
+            augment = self.augment if train else "none"
+        return ImageDataset(samples, input_policy=self.policy if train else self.eval_policy,
+                            crop_size=self.crop_size, max_tiles=self.max_tiles, augment=augment,
+                            reencode=self.reencode, strict=strict, seed=seed,
+                            load_options={"max_pixels": self.max_pixels})
+
 
 @dataclass
 class RescaleConfig:
@@ -48,6 +84,25 @@ class RescaleConfig:
     scales: tuple[float, ...] = (0.5, 1.0, 2.0)
     dither_std: float = 0.01
     dither_in_eval: bool = False
+    fusion: str = "mean"
+
+    def __post_init__(self) -> None:
+        from hrrkit.nn.msr import FUSIONS
+
+        _choose("rescale", "fusion", self.fusion, FUSIONS)
+        if not self.scales or any(not s > 0 for s in self.scales):
+            raise ConfigError(f"rescale.scales={list(self.scales)}: give one or more positive factors")
+        if not self.dither_std >= 0:
+            raise ConfigError(f"rescale.dither_std={self.dither_std}: must be >= 0")
+
+    def build(self):
+        """The :class:`~hrrkit.nn.msr.NoisyRescale` stage (whole images; the floor of 4 px keeps the
+        0.5 scale of a 28-px image usable); ``enabled=False``: scale 1 only, no dither."""
+        from hrrkit.nn.msr import NoisyRescale
+
+        if not self.enabled:
+            return NoisyRescale.single_scale()
+        return NoisyRescale(self.scales, self.dither_std, output="full", min_side=4, dither_in_eval=self.dither_in_eval)
 
 
 @dataclass
@@ -61,13 +116,24 @@ class LineEnhancementConfig:
     sigma_edge: float = 1.0
     beta: float = 0.5
 
+    def build(self):
+        """The :class:`~hrrkit.nn.msr.LineEnhancement` stage, or ``None`` when disabled."""
+        from hrrkit.nn.msr import LineEnhancement
+
+        if not self.enabled:
+            return None
+        try:
+            return LineEnhancement(self.sigma_sharpen, self.amount, self.sigma_edge, self.beta)
+        except ValueError as exc:
+            raise ConfigError(f"detector.line: {exc}") from None
+
 
 @dataclass
 class RetrospectorConfig:
-    """The reconstruction step. ``kind``: ``none`` (the image itself), ``identity`` (zero residual —
-    an ablation), ``blur`` (a Gaussian blur stand-in, σ = ``blur_sigma`` px; cheap, no weights),
-    ``autoencoder``, ``latent`` or ``pixel_ddim`` (diffusers weights from the local ``path``;
-    ``options`` go to the retrospector's ``from_pretrained``). ``input``: what the backbone sees:
+    """The reconstruction step. ``kind``: a name from :mod:`hrrkit.retrospect.registry` — ``none`` (the
+    image itself), ``identity`` (zero residual — an ablation), ``blur`` (a Gaussian blur stand-in,
+    σ = ``blur_sigma`` px; cheap, no weights), ``autoencoder``, ``latent`` or ``pixel_ddim``
+    (diffusers weights from the local ``path``; ``options`` go to the retrospector's ``from_pretrained``). ``input``: what the backbone sees:
     ``residual`` |x̃ − x̂|, ``image`` x̃, or ``both`` (6 channels)."""
 
     kind: str = "blur"
@@ -75,6 +141,15 @@ class RetrospectorConfig:
     options: dict[str, Any] = field(default_factory=dict)
     blur_sigma: float = 1.0
     input: str = "residual"
+
+    def __post_init__(self) -> None:
+        from hrrkit.nn.msr import BACKBONE_INPUTS
+        from hrrkit.retrospect.registry import retrospector_kinds
+
+        _choose("retrospector", "kind", self.kind, retrospector_kinds())
+        _choose("retrospector", "input", self.input, BACKBONE_INPUTS)
+        if not self.blur_sigma > 0:
+            raise ConfigError(f"retrospector.blur_sigma={self.blur_sigma}: must be > 0")
 
 
 @dataclass
@@ -98,21 +173,51 @@ class StyleConfig:
     descriptor: str = "both"
     pixel_residual_stats: bool = True
 
+    def __post_init__(self) -> None:
+        from hrrkit.nn.msr import DESCRIPTORS
+
+        _choose("style", "descriptor", self.descriptor, DESCRIPTORS)
+
+    def build(self):
+        """The :class:`~hrrkit.nn.msr.StyleStatistics` stage, or ``None`` (global average pooling)."""
+        from hrrkit.nn.msr import StyleStatistics
+
+        if not self.enabled:
+            return None
+        try:
+            return StyleStatistics(self.levels, self.descriptor)
+        except ValueError as exc:
+            raise ConfigError(f"detector.style: {exc}") from None
+
 
 @dataclass
 class HeadConfig:
     """``additive`` (AFR: SparseAdditiveRefinement) or ``linear`` (batch-normalised linear logit, as a
     DIRE-style baseline). ``basis``/``num_basis``/``normalization``: the additive basis (see
     ``docs/afr.md``); ``penalty_mode``: ``proximal`` (exact zeros through a group soft-threshold after
-    each optimiser step) or ``loss`` (penalty added to the loss); ``fuse``: how per-scale
-    descriptors are fused, ``mean`` or ``learned`` weights."""
+    each optimiser step) or ``loss`` (penalty added to the loss)."""
 
     kind: str = "additive"
     basis: str = "bspline"
     num_basis: int = 8
     normalization: str = "tanh"
     penalty_mode: str = "proximal"
-    fuse: str = "mean"
+
+    def __post_init__(self) -> None:
+        from hrrkit.nn.additive import NORMALIZATIONS
+        from hrrkit.nn.heads import HEADS, PENALTY_MODES
+        from hrrkit.ops.additive import BASES
+
+        _choose("head", "kind", self.kind, HEADS)
+        _choose("head", "basis", self.basis, BASES)
+        _choose("head", "normalization", self.normalization, NORMALIZATIONS)
+        _choose("head", "penalty_mode", self.penalty_mode, PENALTY_MODES)
+
+    def build(self, in_features: int, loss: LossConfig):
+        """The head (:mod:`hrrkit.nn.heads`) on ``in_features``-dimensional descriptors, with ``loss``'s weights."""
+        from hrrkit.nn.heads import HEADS
+
+        return HEADS[self.kind].from_config(in_features, self, loss)
 
 
 @dataclass
@@ -147,6 +252,10 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "detector") -> DetectorConfig:
+        head = data.get("head") if isinstance(data, dict) else None
+        if isinstance(head, dict) and "fuse" in head:  # configs written before fusion moved to rescale
+            data = {**data, "head": {k: v for k, v in head.items() if k != "fuse"},
+                    "rescale": {**data.get("rescale", {}), "fusion": head["fuse"]}}
         return from_plain(cls, data, where)
 
     def replace(self, **changes: Any) -> DetectorConfig:
@@ -189,6 +298,7 @@ FIELD_DOCS: dict[str, str] = {
     "rescale.scales": "Scale factors (1 = native size); each gives one view and one per-scale score.",
     "rescale.dither_std": "Std of the Gaussian dither added after resizing, in [-1, 1] image units (0.01 ≈ 1.3 grey levels).",
     "rescale.dither_in_eval": "Also dither at evaluation (off: evaluation is deterministic).",
+    "rescale.fusion": "How per-scale descriptors are fused into one: `mean` or `learned` weights (softmax).",
     "line.enabled": "LineEnhancement on: x + β·edges of a sharpened copy.",
     "line.sigma_sharpen": "σ of the unsharp-mask blur, in pixels.",
     "line.amount": "Unsharp-mask strength (x + amount·(x − blur)).",
@@ -215,7 +325,6 @@ FIELD_DOCS: dict[str, str] = {
     "head.normalization": "How features are mapped into the basis range: `tanh`, `standardize` (running "
                           "statistics) or `none` (see docs/afr.md).",
     "head.penalty_mode": "`proximal` (exact zeros via a group soft-threshold after each step) or `loss` (penalty in the loss).",
-    "head.fuse": "How per-scale descriptors are fused: `mean` or `learned` weights.",
     "loss.bce": "Weight of the binary cross-entropy.",
     "loss.correntropy": "Weight of the correntropy-induced loss ℓ_σ.",
     "loss.correntropy_sigma": "σ of the correntropy loss, in logit units.",
@@ -324,6 +433,8 @@ def from_plain(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {name: _check_value(hints[name], value, f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError as exc:  # a section's own check names "section.field"; put the file/prefix first
+        raise ConfigError(f"{where.rsplit('.', 1)[0] if '.' in where else where}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

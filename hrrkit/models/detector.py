@@ -1,14 +1,8 @@
 """``HRRDetector``: MSR (rescale → line enhancement → retrospection → residual → shared backbone →
-style statistics) → AFR head, built from a :class:`~hrrkit.models.config.DetectorConfig`.
+style statistics) → head, built from a :class:`~hrrkit.models.config.DetectorConfig`.
 
-Baselines and ablations are presets of the same class (:func:`preset_config`), so they are trained
-and evaluated the same way:
-
-* ``hrr`` — the full detector: scales (0.5, 1, 2), line enhancement, style statistics, AFR head,
-  scale-consistency KL.
-* ``dire`` — DIRE-style: the residual of one scale, backbone, global average pooling, linear head.
-* ``hrr_no_msr`` — HRR without MSR: one scale, no line enhancement, no style statistics, AFR head.
-* ``hrr_no_afr`` — HRR without AFR: MSR with a linear head.
+Baselines and ablations are presets of the same class (:mod:`hrrkit.models.presets`), so they are
+trained and evaluated the same way.
 """
 
 from __future__ import annotations
@@ -28,44 +22,8 @@ from hrrkit.models.backbones import build_backbone
 from hrrkit.models.checkpoint import CheckpointError, read_detector_folder
 from hrrkit.models.config import ConfigError, DetectorConfig
 from hrrkit.models.hub import HubMixin
-from hrrkit.models.retrospectors import build_retrospector
-from hrrkit.nn import AdditiveRefinementHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
-from hrrkit.nn.losses import CorrentropyLoss
-
-PRESETS = ("hrr", "dire", "hrr_no_msr", "hrr_no_afr")
-
-
-def preset_config(name: str) -> DetectorConfig:
-    """The config of a named detector (see the module docstring)."""
-    base = DetectorConfig(name=name)
-    if name == "hrr":
-        return base
-    if name == "dire":
-        return base.replace(**{
-            "rescale.enabled": False, "line.enabled": False, "style.enabled": False,
-            "style.pixel_residual_stats": False, "head.kind": "linear", "loss.correntropy": 0.0,
-            "loss.scale_kl": 0.0, "loss.sparsity": 0.0,
-        })
-    if name == "hrr_no_msr":
-        return base.replace(**{
-            "rescale.enabled": False, "line.enabled": False, "style.enabled": False,
-            "style.pixel_residual_stats": False, "loss.scale_kl": 0.0,
-        })
-    if name == "hrr_no_afr":
-        return base.replace(**{"head.kind": "linear", "loss.correntropy": 0.0, "loss.sparsity": 0.0})
-    raise ConfigError(f"unknown detector preset {name!r}; choose one of {PRESETS}")
-
-
-def image_probabilities(logits: torch.Tensor, owner: torch.Tensor | None, num_images: int) -> torch.Tensor:
-    """(num_images,) probability of generated from per-view logits: the views (crops, tiles) of one
-    image are averaged in logit space; ``owner[v]`` is the image of view v (``None``: one view each)."""
-    logits = logits.detach().float().reshape(-1)
-    if owner is None:
-        return torch.sigmoid(logits)
-    owner = owner.to(logits.device)
-    sums = torch.zeros(num_images, device=logits.device).index_add_(0, owner, logits)
-    counts = torch.bincount(owner, minlength=num_images).to(logits.device).float()
-    return torch.sigmoid(sums / counts)
+from hrrkit.nn import DetectorHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
+from hrrkit.retrospect.registry import build_retrospector
 
 
 @dataclass
@@ -76,36 +34,6 @@ class DetectorOutput:
     logits: torch.Tensor
     scale_logits: torch.Tensor
     msr: Any
-
-
-class LinearHead(nn.Module):
-    """Batch-normalised linear logit with BCE (+ optional correntropy) loss: the baselines' head."""
-
-    def __init__(self, in_features: int, bce_weight: float = 1.0, correntropy_weight: float = 0.0,
-                 correntropy_sigma: float = 1.0):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(in_features, affine=False)
-        self.linear = nn.Linear(in_features, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-        self.bce_weight, self.correntropy_weight = float(bce_weight), float(correntropy_weight)
-        self.correntropy = CorrentropyLoss(sigma=correntropy_sigma)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        shape = features.shape[:-1]
-        flat = features.reshape(-1, features.shape[-1])
-        if self.training and flat.shape[0] == 1:
-            flat = F.batch_norm(flat, self.norm.running_mean, self.norm.running_var, training=False, eps=self.norm.eps)
-        else:
-            flat = self.norm(flat)
-        return self.linear(flat).reshape(shape)
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor):
-        zero = logits.new_zeros(())
-        bce = F.binary_cross_entropy_with_logits(logits, targets) if self.bce_weight else zero
-        cor = self.correntropy(logits, targets) if self.correntropy_weight else zero
-        total = self.bce_weight * bce + self.correntropy_weight * cor
-        return total, {"bce": bce.item(), "correntropy": cor.item(), "penalty": 0.0}
 
 
 class HRRDetector(HubMixin, nn.Module):
@@ -127,8 +55,6 @@ class HRRDetector(HubMixin, nn.Module):
         except (OSError, ValueError, ImportError) as exc:
             raise ConfigError(f"detector.retrospector (kind={rc.kind!r}, path={rc.path!r}): cannot build it: {exc}") from exc
         backbone_input = "image" if retrospector is None else rc.input
-        if backbone_input not in ("residual", "image", "both"):
-            raise ConfigError(f"detector.retrospector.input={rc.input!r}: choose residual, image or both")
         in_channels = 6 if backbone_input == "both" else 3
         try:
             backbone = build_backbone(config.backbone.name, in_channels=in_channels,
@@ -139,30 +65,13 @@ class HRRDetector(HubMixin, nn.Module):
                               f"{message}") from exc
         style = config.style
         self.msr = MultiScaleStyleRetrospection(
-            backbone, retrospector,
-            scales=config.rescale.scales if config.rescale.enabled else (1.0,),
-            noise_std=config.rescale.dither_std, output="full", min_side=4,
-            dither_in_eval=config.rescale.dither_in_eval, rescale=config.rescale.enabled,
-            line_enhance=config.line.enabled, sigma_sharpen=config.line.sigma_sharpen,
-            amount=config.line.amount, sigma_edge=config.line.sigma_edge, beta=config.line.beta,
-            backbone_input=backbone_input, style_statistics=style.enabled, levels=style.levels,
-            descriptor=style.descriptor,
-            pixel_residual_stats=style.pixel_residual_stats and retrospector is not None,
-            fusion=config.head.fuse,
+            backbone, retrospector, rescale=config.rescale.build(), line_enhancement=config.line.build(),
+            style_statistics=style.build(), backbone_input=backbone_input,
+            pixel_residual_levels=style.levels if style.pixel_residual_stats and retrospector is not None else None,
+            fusion=config.rescale.fusion,
         )
         dim = self.msr.descriptor_dim(backbone.out_channels, 3)
-        loss = config.loss
-        if config.head.kind == "additive":
-            self.head: nn.Module = AdditiveRefinementHead(
-                dim, num_basis=config.head.num_basis, basis=config.head.basis,
-                normalization=config.head.normalization, bce_weight=loss.bce, correntropy_weight=loss.correntropy,
-                correntropy_sigma=loss.correntropy_sigma, sparsity=loss.sparsity,
-                penalty_mode=config.head.penalty_mode,
-            )
-        elif config.head.kind == "linear":
-            self.head = LinearHead(dim, loss.bce, loss.correntropy, loss.correntropy_sigma)
-        else:
-            raise ConfigError(f"detector.head.kind={config.head.kind!r}: choose 'additive' or 'linear'")
+        self.head: DetectorHead = config.head.build(dim, config.loss)
         self.scale_kl = ScaleConsistencyKL(reduction="batchmean", kind="binary")
         self.descriptor_dim = dim
 
@@ -177,13 +86,8 @@ class HRRDetector(HubMixin, nn.Module):
     def compute_loss(self, output: DetectorOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and its parts: head loss (BCE, correntropy, sparsity) + λ_KL · scale KL."""
         labels = labels.to(output.logits.dtype)
-        if isinstance(self.head, AdditiveRefinementHead):
-            parts_t = self.head.loss(output.logits, labels)
-            total = parts_t.total
-            parts = {"bce": parts_t.bce.item(), "correntropy": parts_t.correntropy.item(),
-                     "penalty": parts_t.penalty.item()}
-        else:
-            total, parts = self.head.loss(output.logits, labels)
+        head_loss = self.head.loss(output.logits, labels)
+        total, parts = head_loss.total, head_loss.as_floats()
         if self.config.loss.scale_kl > 0 and output.scale_logits.shape[0] > 1:
             kl = self.scale_kl(output.scale_logits)
             total = total + self.config.loss.scale_kl * kl
@@ -192,12 +96,12 @@ class HRRDetector(HubMixin, nn.Module):
         return total, parts
 
     def after_optimizer_step(self, lr: float) -> None:
-        if isinstance(self.head, AdditiveRefinementHead) and self.head.penalty_mode == "proximal":
-            self.head.proximal_step(lr)
+        """The head's proximal step (the AFR group soft-threshold; a no-op for other heads)."""
+        self.head.proximal_step(lr)
 
     def no_weight_decay(self) -> set[str]:
-        """Parameters AdamW must not decay: the additive coefficients have their own penalty."""
-        return {"head.afr.beta"} if isinstance(self.head, AdditiveRefinementHead) else set()
+        """Parameters AdamW must not decay: those the head names (the additive coefficients)."""
+        return {f"head.{name}" for name in self.head.no_weight_decay()}
 
     # ------------------------------------------------------------------ inference
 
@@ -242,6 +146,8 @@ class HRRDetector(HubMixin, nn.Module):
             t.to(device) for v in views for t in v]
         out = self(batch)
         n = len(images)
+
+        from hrrkit.eval.predict import image_probabilities
 
         scores = image_probabilities(out.logits, owners, n).cpu().tolist()
         scale_scores = [image_probabilities(sl, owners, n).cpu().tolist() for sl in out.scale_logits]

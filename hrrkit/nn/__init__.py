@@ -1,6 +1,7 @@
 """Composable ``nn.Module`` layers of HRR, each backed by an op in :mod:`hrrkit.ops`."""
 
-from hrrkit.nn.additive import AdditiveOutput, AdditiveRefinementHead, HeadLoss, SparseAdditiveRefinement
+from hrrkit.nn.additive import AdditiveOutput, SparseAdditiveRefinement
+from hrrkit.nn.heads import HEADS, AdditiveRefinementHead, DetectorHead, HeadLoss, LinearHead
 from hrrkit.nn.losses import CorrentropyLoss
 from hrrkit.nn.msr import (
     LineEnhancement,
@@ -16,7 +17,10 @@ from hrrkit.nn.msr import (
 __all__ = [
     "AdditiveOutput",
     "AdditiveRefinementHead",
+    "DetectorHead",
+    "HEADS",
     "HeadLoss",
+    "LinearHead",
     "SparseAdditiveRefinement",
     "CorrentropyLoss",
     "LineEnhancement",

@@ -6,8 +6,8 @@ the fixed basis range, and returns both the refined vector ``g(h)`` and the addi
 ``b + Σ_j g_j(h_j)``. A weighted group-lasso penalty Σ_j τ_j ‖β_j‖₂ and its proximal operator
 switch redundant dimensions off exactly.
 
-:class:`AdditiveRefinementHead` is the classifier head a detector puts on any pooled feature: the
-refinement plus its loss (BCE and/or correntropy, plus λ times the penalty).
+The classifier head built on it (refinement + loss), :class:`~hrrkit.nn.heads.AdditiveRefinementHead`,
+lives in :mod:`hrrkit.nn.heads` beside the linear baseline head.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from hrrkit.nn.losses import CorrentropyLoss
 from hrrkit.ops.additive import additive_basis, additive_expand, check_basis_args
 
 NORMALIZATIONS = ("tanh", "standardize", "none")
 INITS = ("zeros", "linear")
-PENALTY_MODES = ("loss", "proximal")
 
 
 class AdditiveOutput(NamedTuple):
@@ -313,119 +310,4 @@ class SparseAdditiveRefinement(nn.Module):
             f"num_features={self.num_features}, num_basis={self.num_basis}, basis={self.basis!r}, "
             f"normalization={self.normalization!r}, range=[{self.lo}, {self.hi}], "
             f"extrapolation={self.extrapolation!r}"
-        )
-
-
-class HeadLoss(NamedTuple):
-    """The loss of :class:`AdditiveRefinementHead` and its parts (scalars; log ``_asdict()``).
-
-    Attributes:
-        total: what to call ``backward()`` on.
-        bce: binary cross-entropy on the logits (0 when its weight is 0), unweighted.
-        correntropy: correntropy-induced loss (0 when its weight is 0), unweighted.
-        penalty: λ·Ω(β), the weighted sparsity term; part of ``total`` only in
-            ``penalty_mode="loss"`` (detached otherwise).
-    """
-
-    total: torch.Tensor
-    bce: torch.Tensor
-    correntropy: torch.Tensor
-    penalty: torch.Tensor
-
-
-class AdditiveRefinementHead(nn.Module):
-    """Binary classifier head on any pooled feature ``(B, D)``: AFR plus its training loss.
-
-    ``logits = head(features)``; ``parts = head.loss(logits, targets)``;
-    ``parts.total.backward()``; in ``penalty_mode="proximal"`` also ``head.proximal_step(lr)``
-    after the optimiser step.
-
-    The loss is ``bce_weight·BCE + correntropy_weight·ℓ_σ + λ·Σ_j τ_j ‖β_j‖₂`` with targets in
-    {0, 1} (1 = generated). ``penalty_mode="loss"`` adds the penalty to the total (its subgradient
-    shrinks groups but rarely to exactly zero); ``"proximal"`` leaves it out of the gradient and
-    applies it exactly through :meth:`proximal_step`, which zeroes whole dimensions.
-
-    All constructor arguments are plain numbers or strings, so a config dataclass can hold them.
-
-    Args:
-        in_features: D.
-        num_basis, basis, normalization, sigmas, extrapolation, init, impl: passed to
-            :class:`SparseAdditiveRefinement`.
-        bce_weight: weight of the binary cross-entropy (≥ 0).
-        correntropy_weight: weight of the correntropy-induced loss (≥ 0).
-        correntropy_sigma: σ of the correntropy loss, in logit units.
-        sparsity: λ ≥ 0, the weight of the group penalty.
-        penalty_mode: ``"loss"`` or ``"proximal"``.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        num_basis: int = 8,
-        basis: str = "bspline",
-        normalization: str = "tanh",
-        sigmas: float = 2.0,
-        extrapolation: str = "clamp",
-        bce_weight: float = 1.0,
-        correntropy_weight: float = 0.0,
-        correntropy_sigma: float = 1.0,
-        sparsity: float = 1e-3,
-        penalty_mode: str = "loss",
-        init: str = "zeros",
-        impl: str = "auto",
-    ):
-        super().__init__()
-        if bce_weight < 0 or correntropy_weight < 0 or sparsity < 0:
-            raise ValueError(
-                "AdditiveRefinementHead: bce_weight, correntropy_weight and sparsity must be >= 0, got "
-                f"{bce_weight}, {correntropy_weight}, {sparsity}"
-            )
-        if bce_weight == 0 and correntropy_weight == 0:
-            raise ValueError("AdditiveRefinementHead: bce_weight and correntropy_weight are both 0; nothing to fit")
-        if penalty_mode not in PENALTY_MODES:
-            raise ValueError(f"AdditiveRefinementHead: penalty_mode={penalty_mode!r}, expected one of {PENALTY_MODES}")
-        self.afr = SparseAdditiveRefinement(
-            in_features, num_basis=num_basis, basis=basis, normalization=normalization, sigmas=sigmas,
-            extrapolation=extrapolation, init=init, impl=impl,
-        )
-        self.bce_weight = float(bce_weight)
-        self.correntropy_weight = float(correntropy_weight)
-        self.sparsity = float(sparsity)
-        self.penalty_mode = penalty_mode
-        self.correntropy = CorrentropyLoss(sigma=correntropy_sigma, target_format="binary", impl=impl)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits ``(...)`` for features ``(..., D)`` (positive = generated)."""
-        return self.afr(features).logit
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> HeadLoss:
-        """The weighted loss and its parts; ``targets`` in {0, 1}, shaped like ``logits``."""
-        if logits.shape != targets.shape:
-            raise ValueError(
-                f"AdditiveRefinementHead.loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ"
-            )
-        zero = logits.new_zeros((), dtype=torch.float32)
-        t = targets.to(logits.dtype)
-        bce = F.binary_cross_entropy_with_logits(logits, t) if self.bce_weight > 0 else zero
-        cor = self.correntropy(logits, t) if self.correntropy_weight > 0 else zero
-        penalty = self.sparsity * self.afr.penalty() if self.sparsity > 0 else zero
-        total = self.bce_weight * bce + self.correntropy_weight * cor
-        if self.penalty_mode == "loss":
-            total = total + penalty
-        else:
-            penalty = penalty.detach()
-        return HeadLoss(total=total, bce=bce.detach(), correntropy=cor.detach(), penalty=penalty.detach())
-
-    def proximal_step(self, lr: float) -> None:
-        """Apply the group soft-threshold for λ = ``sparsity`` at learning rate ``lr``."""
-        self.afr.proximal_step(lr, self.sparsity)
-
-    def active_dimensions(self, threshold: float = 0.0) -> torch.Tensor:
-        """Feature dimensions the head still uses (see :meth:`SparseAdditiveRefinement.active_dimensions`)."""
-        return self.afr.active_dimensions(threshold)
-
-    def extra_repr(self) -> str:
-        return (
-            f"bce_weight={self.bce_weight}, correntropy_weight={self.correntropy_weight}, "
-            f"sparsity={self.sparsity}, penalty_mode={self.penalty_mode!r}"
         )

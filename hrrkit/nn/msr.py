@@ -29,6 +29,7 @@ from torch import nn
 
 from hrrkit.ops.line_enhance import line_enhance
 from hrrkit.ops.moments import check_levels, multilevel_moments, num_cells, residual_multilevel_moments
+from hrrkit.utils.tiling import tile_starts
 
 ImageBatch = torch.Tensor | Sequence[torch.Tensor]
 
@@ -105,8 +106,8 @@ class NoisyRescale(nn.Module):
     A view whose size equals the input is not resampled (scale 1 costs nothing); otherwise
     ``F.interpolate(mode=mode, antialias=antialias)`` (antialiasing matters when shrinking).
 
-    **Dither**: i.i.d. Gaussian noise of standard deviation ``noise_std`` (image units, e.g.
-    1/255 for images in [0, 1]) is added to every view of every scale (scale 1 included, so
+    **Dither**: i.i.d. Gaussian noise of standard deviation ``noise_std`` (image units: 0.01 is
+    about 1.3 grey levels for images in [-1, 1], hrrkit's convention) is added to every view of every scale (scale 1 included, so
     "was it resampled" is no cue). It is on in training mode and off in eval mode unless
     ``dither_in_eval``. With ``seed`` set, noise and random crops come from a private generator
     per device seeded once (reproducible sequences; :meth:`reset_rng` restarts them); otherwise
@@ -114,8 +115,9 @@ class NoisyRescale(nn.Module):
 
     **Outputs**: ``"full"``: whole scaled images (mixed sizes are grouped by size). ``"crops"``:
     ``crop_size`` × ``crop_size`` views: in training one random crop per image and scale; in
-    eval the tiles covering the scaled image (⌈h/crop⌉ × ⌈w/crop⌉ tiles, evenly spaced,
-    overlapping when needed; their number grows with the image, bounded via ``max_side``).
+    eval the tiles covering the scaled image (⌈h/crop⌉ × ⌈w/crop⌉ tiles placed by
+    :func:`hrrkit.utils.tiling.tile_starts`, the same rule as the ``tiles`` input policy of
+    :mod:`hrrkit.data.dataset`; their number grows with the image, bounded via ``max_side``).
 
     Args:
         scales: scale factors (> 0), e.g. ``(0.5, 1.0, 2.0)``.
@@ -133,7 +135,7 @@ class NoisyRescale(nn.Module):
     def __init__(
         self,
         scales: Sequence[float] = (0.5, 1.0, 2.0),
-        noise_std: float = 1.0 / 255.0,
+        noise_std: float = 0.01,
         output: str = "full",
         crop_size: int | None = None,
         min_side: int = 8,
@@ -168,6 +170,11 @@ class NoisyRescale(nn.Module):
         self.mode = mode
         self.antialias = bool(antialias)
         self._generators: dict[str, torch.Generator] = {}
+
+    @classmethod
+    def single_scale(cls, output: str = "full", crop_size: int | None = None, seed: int | None = None) -> NoisyRescale:
+        """Rescaling switched off: one view per image at scale 1, never resampled, no dither."""
+        return cls((1.0,), 0.0, output, crop_size, min_side=1, max_side=1 << 30, seed=seed)
 
     def reset_rng(self) -> None:
         """Restart the seeded noise/crop sequences."""
@@ -206,14 +213,6 @@ class NoisyRescale(nn.Module):
         noise = torch.randn(x.shape, generator=self._generator(x.device), device=x.device, dtype=x.dtype)
         return x + self.noise_std * noise
 
-    @staticmethod
-    def tile_starts(length: int, crop: int) -> list[int]:
-        """Starts of the ⌈length/crop⌉ evenly spaced tiles covering ``[0, length)``."""
-        n = -(-length // crop)
-        if n == 1:
-            return [0]
-        return [(i * (length - crop) + (n - 1) // 2) // (n - 1) for i in range(n)]
-
     def _crops(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Crops or tiles of a same-size group (n, C, h, w) → (views, row-in-group, boxes)."""
         n, _, h, w = x.shape
@@ -226,7 +225,7 @@ class NoisyRescale(nn.Module):
             rows = torch.arange(n)
             boxes = torch.tensor([[t, l, c, c] for t, l in zip(tops, lefts)], dtype=torch.long).view(n, 4)
             return views, rows, boxes
-        positions = [(t, l) for t in self.tile_starts(h, c) for l in self.tile_starts(w, c)]
+        positions = [(t, l) for t in tile_starts(h, c) for l in tile_starts(w, c)]
         tiles = x.unfold(2, c, 1).unfold(3, c, 1)  # (n, C, h-c+1, w-c+1, c, c) view, no copy
         tops = torch.tensor([p[0] for p in positions], device=x.device)
         lefts = torch.tensor([p[1] for p in positions], device=x.device)
@@ -573,6 +572,16 @@ BACKBONE_INPUTS = ("residual", "image", "both")
 FUSIONS = ("mean", "learned")
 
 
+class _Default:
+    """Marks an MSR stage argument that was not given (build the stage with its own defaults)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
+
+
 class MultiScaleStyleRetrospection(nn.Module):
     """Rescale → line enhancement → retrospection → residual → shared backbone → style statistics
     → per-scale descriptors fused across scales. See the module docstring for the data flow and
@@ -584,19 +593,20 @@ class MultiScaleStyleRetrospection(nn.Module):
             size it is given (fully convolutional, or use ``output="crops"``).
         retrospector: callable (N, C, h, w) → reconstruction of the same shape, or ``None`` to
             switch retrospection off (then ``backbone_input`` must be ``"image"``).
-        scales, noise_std, output, crop_size, min_side, max_side, seed, dither_in_eval: see
-            :class:`NoisyRescale`.
-        rescale: ``False`` switches rescaling and dither off (one view per image, scale 1).
-        line_enhance: ``False`` switches line enhancement off.
-        sigma_sharpen, amount, sigma_edge, beta: see :class:`LineEnhancement`.
+        rescale: the :class:`NoisyRescale` stage (default ``NoisyRescale()``); ``None`` switches
+            rescaling and dither off (one view per image, scale 1: :meth:`NoisyRescale.single_scale`).
+        line_enhancement: the :class:`LineEnhancement` stage (default ``LineEnhancement()``);
+            ``None`` switches it off.
+        style_statistics: the :class:`StyleStatistics` stage (default ``StyleStatistics()``);
+            ``None`` replaces it by global average pooling.
         backbone_input: ``"residual"`` (|x̃ − x̂|, as DIRE), ``"image"`` (x̃) or ``"both"``
             (channel concatenation [x̃, |x̃ − x̂|]).
-        style_statistics: ``False`` replaces :class:`StyleStatistics` by global average pooling.
-        levels, descriptor, style_eps: see :class:`StyleStatistics`.
-        pixel_residual_stats: append the multi-level moments of the pixel residual |x̃ − x̂|
-            (mean and log-std per channel and cell, fused op, never materialised twice) to each
-            descriptor. Needs a retrospector.
+        pixel_residual_levels: grid levels of the multi-level moments of the pixel residual
+            |x̃ − x̂| (mean and log-std per channel and cell, fused op, never materialised twice)
+            appended to each descriptor, e.g. ``(1, 2, 4)``; ``None`` (default) = off. Needs a
+            retrospector.
         fusion: ``"mean"`` (equal weights) or ``"learned"`` (softmax of S learned logits).
+        eps: variance floor of the pixel-residual log-std.
         impl: implementation of the fused ops.
     """
 
@@ -605,27 +615,13 @@ class MultiScaleStyleRetrospection(nn.Module):
         backbone: nn.Module,
         retrospector: Callable[[torch.Tensor], torch.Tensor] | None = None,
         *,
-        scales: Sequence[float] = (0.5, 1.0, 2.0),
-        noise_std: float = 1.0 / 255.0,
-        output: str = "full",
-        crop_size: int | None = None,
-        min_side: int = 8,
-        max_side: int = 2048,
-        seed: int | None = None,
-        dither_in_eval: bool = False,
-        rescale: bool = True,
-        line_enhance: bool = True,
-        sigma_sharpen: float = 1.0,
-        amount: float = 1.0,
-        sigma_edge: float = 1.0,
-        beta: float = 0.5,
+        rescale: NoisyRescale | None | _Default = DEFAULT,
+        line_enhancement: LineEnhancement | None | _Default = DEFAULT,
+        style_statistics: StyleStatistics | None | _Default = DEFAULT,
         backbone_input: str = "residual",
-        style_statistics: bool = True,
-        levels: Sequence[int] = (1, 2, 4),
-        descriptor: str = "both",
-        style_eps: float = 1e-5,
-        pixel_residual_stats: bool = False,
+        pixel_residual_levels: Sequence[int] | None = None,
         fusion: str = "mean",
+        eps: float = 1e-5,
         impl: str = "auto",
     ):
         super().__init__()
@@ -633,33 +629,38 @@ class MultiScaleStyleRetrospection(nn.Module):
             raise ValueError(
                 f"MultiScaleStyleRetrospection: backbone_input={backbone_input!r}, expected one of {BACKBONE_INPUTS}"
             )
-        if retrospector is None and (backbone_input != "image" or pixel_residual_stats):
+        if retrospector is None and (backbone_input != "image" or pixel_residual_levels is not None):
             raise ValueError(
                 "MultiScaleStyleRetrospection: without a retrospector there is no residual; use "
-                "backbone_input='image' and pixel_residual_stats=False (or pass a retrospector)"
+                "backbone_input='image' and pixel_residual_levels=None (or pass a retrospector)"
             )
         if fusion not in FUSIONS:
             raise ValueError(f"MultiScaleStyleRetrospection: fusion={fusion!r}, expected one of {FUSIONS}")
+        for name, stage, cls in (("rescale", rescale, NoisyRescale), ("line_enhancement", line_enhancement,
+                                 LineEnhancement), ("style_statistics", style_statistics, StyleStatistics)):
+            if stage is not DEFAULT and stage is not None and not isinstance(stage, cls):
+                raise TypeError(f"MultiScaleStyleRetrospection: {name} must be a {cls.__name__} or None, "
+                                f"got {type(stage).__name__}")
         self.backbone = backbone
         self.retrospector = retrospector
-        if rescale:
-            self.rescale = NoisyRescale(scales, noise_std, output, crop_size, min_side, max_side, seed, dither_in_eval)
-        else:
-            self.rescale = NoisyRescale(
-                (1.0,), 0.0, output, crop_size, 1 if output == "full" else min_side, max(max_side, 1 << 30), seed
-            )
-        self.line_enhancement = (
-            LineEnhancement(sigma_sharpen, amount, sigma_edge, beta, impl=impl) if line_enhance else None
+        self.rescale = (NoisyRescale() if rescale is DEFAULT else
+                        NoisyRescale.single_scale() if rescale is None else rescale)
+        self.line_enhancement = LineEnhancement() if line_enhancement is DEFAULT else line_enhancement
+        self.style_statistics = StyleStatistics() if style_statistics is DEFAULT else style_statistics
+        self.pixel_residual_levels = (
+            None if pixel_residual_levels is None
+            else check_levels(pixel_residual_levels, "MultiScaleStyleRetrospection.pixel_residual_levels")
         )
-        self.style_statistics = StyleStatistics(levels, descriptor, style_eps, impl) if style_statistics else None
-        self.pixel_residual_stats = bool(pixel_residual_stats)
-        self.levels = check_levels(levels, "MultiScaleStyleRetrospection")
         self.backbone_input = backbone_input
         self.fusion = fusion
         self.impl = impl
-        self.style_eps = float(style_eps)
+        self.eps = float(eps)
         num_scales = len(self.rescale.scales)
         self.fusion_logits = nn.Parameter(torch.zeros(num_scales)) if fusion == "learned" else None
+
+    @property
+    def pixel_residual_stats(self) -> bool:
+        return self.pixel_residual_levels is not None
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -695,8 +696,8 @@ class MultiScaleStyleRetrospection(nn.Module):
             stats = None
             desc = feats.mean(dim=(2, 3))
         if self.pixel_residual_stats:
-            mean, var = residual_multilevel_moments(enhanced, recon, self.levels, self.impl)
-            pix = torch.cat([mean, 0.5 * torch.log(var + self.style_eps)], dim=-1).flatten(1)
+            mean, var = residual_multilevel_moments(enhanced, recon, self.pixel_residual_levels, self.impl)
+            pix = torch.cat([mean, 0.5 * torch.log(var + self.eps)], dim=-1).flatten(1)
             desc = torch.cat([desc, pix.to(desc.dtype)], dim=1)
         return inp, feats, stats, desc
 
@@ -745,7 +746,7 @@ class MultiScaleStyleRetrospection(nn.Module):
         """D of the descriptors for a backbone with ``backbone_channels`` output channels."""
         d = self.style_statistics.descriptor_dim(backbone_channels) if self.style_statistics else backbone_channels
         if self.pixel_residual_stats:
-            d += 2 * image_channels * num_cells(self.levels)
+            d += 2 * image_channels * num_cells(self.pixel_residual_levels)
         return d
 
     def extra_repr(self) -> str:

@@ -22,6 +22,7 @@ from hrrkit.retrospect.base import Retrospector, dtype_name, nfe_per_image
 from hrrkit.retrospect.latent import LatentRetrospector
 from hrrkit.retrospect.pixel_ddim import PixelDDIMRetrospector
 from hrrkit.retrospect.tiny import tiny_latent_unet, tiny_pixel_unet, tiny_vae
+from hrrkit.utils.device import resolve_device
 
 DIRE_NFE = 40  # DIRE: 20 DDIM inversion + 20 DDIM sampling steps
 
@@ -84,7 +85,7 @@ def benchmark(
     device: torch.device | str | None = None,
 ) -> list[BenchRow]:
     """Measure every retrospector at every size; see the module docstring."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device, where="retrospector benchmark")
     rows: list[BenchRow] = []
     for name, factory in (retrospectors or tiny_retrospectors()).items():
         retro = factory().to(device)

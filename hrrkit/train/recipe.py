@@ -24,14 +24,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hrrkit.data.dataset import ImageDataset
 from hrrkit.data.layouts import Sample, read_layout
+from hrrkit.eval.predict import predict_dataset
 from hrrkit.models.config import ConfigError, DetectorConfig, load_config_file
-from hrrkit.models.detector import HRRDetector, preset_config
+from hrrkit.models.detector import HRRDetector
+from hrrkit.models.presets import preset_config
 from hrrkit.train.config import TrainConfig
-from hrrkit.train.trainer import TrainResult, fit, predict_dataset, seed_everything
+from hrrkit.train.trainer import TrainResult, fit, seed_everything
+from hrrkit.utils.device import resolve_device
 
 DATA_FIELD_DOCS: dict[str, str] = {
     "data.root": "The data set: a folder in any supported layout or a CSV manifest; relative to the run config.",
@@ -148,12 +149,6 @@ def load_run_config(path: str | os.PathLike, overrides: dict[str, Any] | None = 
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
     """The train / val / test samples of a data config."""
     samples = read_layout(data.root, data.layout)
@@ -200,21 +195,15 @@ def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
 
 def make_datasets(detector: DetectorConfig, splits: dict[str, list[Sample]], seed: int) -> dict[str, ImageDataset]:
     inp = detector.input
-    load = {"max_pixels": inp.max_pixels}
-    common = dict(crop_size=inp.crop_size, reencode=inp.reencode, seed=seed, load_options=load)
-    out = {"train": ImageDataset(splits["train"], input_policy=inp.policy, augment=inp.augment,
-                                 max_tiles=inp.max_tiles, **common)}
-    for name in ("val", "test"):
-        out[name] = ImageDataset(splits[name], input_policy=inp.eval_policy, augment="none",
-                                 max_tiles=inp.max_tiles, **common)
-    return out
+    return {"train": inp.dataset(splits["train"], train=True, seed=seed),
+            **{name: inp.dataset(splits[name], seed=seed) for name in ("val", "test")}}
 
 
 def run_training(config: RunConfig, *, resume: bool = True, progress: bool = True, evaluate: bool = True) -> TrainResult:
     """Train the detector of ``config``; with ``evaluate`` score the test split with the best checkpoint
     and write ``<output_dir>/test_report/``."""
     seed_everything(config.train.seed)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, where="hrrkit train")
     splits = split_samples(config.data, config.train.seed)
     datasets = make_datasets(config.detector, splits, config.train.seed)
     model = HRRDetector(config.detector)

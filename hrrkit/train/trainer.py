@@ -44,8 +44,8 @@ from torch.utils.data import DataLoader
 
 from hrrkit.data.dataset import ImageDataset, SizeBucketBatchSampler, SkipLog, collate_samples
 from hrrkit.eval.metrics import average_precision
+from hrrkit.eval.predict import predict_dataset
 from hrrkit.models.checkpoint import CheckpointError, save_detector
-from hrrkit.models.detector import image_probabilities
 from hrrkit.train.config import TrainConfig
 from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
 
@@ -189,50 +189,6 @@ def _labels_for(batch: dict[str, Any]) -> torch.Tensor:
     if "tile_owner" in batch:
         labels = labels[batch["tile_owner"]]
     return labels
-
-
-def image_scores(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-    """Probability that each image of a collated batch is generated (tiles averaged in logit space)."""
-    return image_probabilities(logits, batch.get("tile_owner"), len(batch["paths"]))
-
-
-@torch.no_grad()
-def predict_dataset(
-    model: nn.Module, dataset: ImageDataset, *, batch_size: int = 16, device: torch.device | str = "cpu",
-    num_workers: int = 0, progress: bool = True, desc: str = "score", skip_log: SkipLog | None = None,
-) -> dict[str, Any]:
-    """Score every readable image of ``dataset``.
-
-    Returns a dict with ``scores`` (float64 numpy, probability of generated), ``labels``, ``paths``,
-    ``generators``, ``sources`` (lists aligned with ``scores``) and ``skipped`` (unreadable files).
-    """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(
-        dataset, batch_sampler=SizeBucketBatchSampler(dataset.header_sizes(), batch_size), collate_fn=collate_samples,
-        num_workers=num_workers,
-    )
-    skip_log = skip_log if skip_log is not None else SkipLog()
-    out: dict[str, list] = {"scores": [], "labels": [], "paths": [], "generators": [], "sources": []}
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        skip_log.update(batch)
-        if batch["images"] is None:
-            continue
-        output = model(batch["images"].to(device))
-        out["scores"] += image_scores(output.logits, batch).cpu().double().tolist()
-        out["labels"] += batch["labels"].tolist()
-        out["paths"] += batch["paths"]
-        out["generators"] += batch["generators"]
-        out["sources"] += batch["sources"]
-    model.train(was_training)
-    result: dict[str, Any] = {k: v for k, v in out.items()}
-    result["scores"] = np.asarray(out["scores"], dtype=np.float64)
-    result["labels"] = np.asarray(out["labels"], dtype=np.int64)
-    result["skipped"] = skip_log.entries
-    return result
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -231,11 +231,7 @@ def test_augmentation_is_seeded_per_epoch_and_index(tmp_path):
         Augmentation(blur_prob=1.5)
 
 
-def test_with_options_and_argument_errors(tmp_path):
-    path = _write(tmp_path / "x.png", 8, 8)
-    dataset = ImageDataset([Sample(path, 1)], augment="cnndetection", crop_size=4)
-    plain = dataset.with_options(augment="none")
-    assert plain.augmentation.is_identity and plain.crop_size == 4
+def test_argument_errors():
     with pytest.raises(ValueError, match="input_policy"):
         ImageDataset([], input_policy="resize")
     with pytest.raises(ValueError, match="crop_size"):

@@ -21,6 +21,7 @@ from hrrkit.nn.msr import (
 from hrrkit.ops.line_enhance import line_enhance_reference
 from hrrkit.ops.moments import multilevel_moments_reference, num_cells
 from hrrkit.testing import assert_close, tolerance_for
+from hrrkit.utils.tiling import tile_starts
 
 # ------------------------------------------------------------------------------ NoisyRescale
 
@@ -39,7 +40,7 @@ def test_scaled_size_policy_keeps_aspect_and_honours_floor_and_cap():
 
 def test_tile_starts_cover_evenly():
     for length, crop in [(16, 16), (17, 16), (40, 16), (100, 33)]:
-        starts = NoisyRescale.tile_starts(length, crop)
+        starts = tile_starts(length, crop)
         assert len(starts) == -(-length // crop)
         assert starts[0] == 0 and starts[-1] == length - crop
         covered = set()
@@ -225,11 +226,11 @@ def test_msr_on_mixed_odd_sizes_gives_finite_outputs_and_gradients():
     msr = MultiScaleStyleRetrospection(
         backbone,
         BlurRetrospector(),
-        scales=(0.5, 1.0, 2.0),
-        min_side=5,
-        seed=3,
+        rescale=NoisyRescale((0.5, 1.0, 2.0), min_side=5, seed=3),
+        line_enhancement=LineEnhancement(impl="reference"),
+        style_statistics=StyleStatistics(impl="reference"),
         fusion="learned",
-        pixel_residual_stats=True,
+        pixel_residual_levels=(1, 2, 4),
         impl="reference",
     )
     images = [
@@ -253,33 +254,37 @@ def test_msr_on_mixed_odd_sizes_gives_finite_outputs_and_gradients():
 
 def test_msr_crops_mode_same_size_batch_and_stage_switches():
     x = torch.rand(2, 3, 23, 19)
+    ref = dict(line_enhancement=LineEnhancement(impl="reference"), style_statistics=StyleStatistics(impl="reference"))
     for kwargs in [
-        dict(output="crops", crop_size=8),
-        dict(line_enhance=False),
-        dict(rescale=False),
-        dict(style_statistics=False),
+        dict(rescale=NoisyRescale(output="crops", crop_size=8, seed=0)),
+        dict(line_enhancement=None),
+        dict(rescale=None),
+        dict(style_statistics=None),
         dict(backbone_input="both"),
-        dict(descriptor="content", levels=(1, 2)),
+        dict(style_statistics=StyleStatistics(levels=(1, 2), descriptor="content", impl="reference")),
     ]:
         in_ch = 6 if kwargs.get("backbone_input") == "both" else 3
-        msr = MultiScaleStyleRetrospection(
-            tiny_backbone(in_ch), BlurRetrospector(), seed=0, impl="reference", **kwargs
-        ).eval()
+        kwargs = {"rescale": NoisyRescale(seed=0), **ref, **kwargs}
+        msr = MultiScaleStyleRetrospection(tiny_backbone(in_ch), BlurRetrospector(), impl="reference", **kwargs).eval()
         out = msr(x)
         _check_output(out, 2, msr.descriptor_dim(6), len(msr.scales))
     # without a retrospector the backbone sees the (enhanced) image
     msr = MultiScaleStyleRetrospection(
-        tiny_backbone(), None, backbone_input="image", line_enhance=False, rescale=False, impl="reference"
+        tiny_backbone(), None, backbone_input="image", line_enhancement=None, rescale=None, impl="reference"
     ).eval()
     out = msr(x)
     assert torch.equal(out.backbone_inputs[0][0], x)
     with pytest.raises(ValueError, match="retrospector"):
         MultiScaleStyleRetrospection(tiny_backbone(), None)
+    with pytest.raises(TypeError, match="rescale must be a NoisyRescale"):
+        MultiScaleStyleRetrospection(tiny_backbone(), BlurRetrospector(), rescale=(1.0, 2.0))
 
 
 def test_msr_identity_retrospector_gives_zero_residual_and_mean_fusion():
     msr = MultiScaleStyleRetrospection(
-        tiny_backbone(), lambda t: t, scales=(1.0, 0.5), noise_std=0.0, impl="reference"
+        tiny_backbone(), lambda t: t, rescale=NoisyRescale((1.0, 0.5), noise_std=0.0),
+        line_enhancement=LineEnhancement(impl="reference"), style_statistics=StyleStatistics(impl="reference"),
+        impl="reference",
     ).eval()
     out = msr(torch.rand(1, 3, 9, 9))
     assert all(torch.count_nonzero(g) == 0 for g in out.backbone_inputs[0])
@@ -294,7 +299,9 @@ def test_msr_fused_path_matches_reference_path(device):
     results = {}
     for impl in ("reference", "triton"):
         msr = MultiScaleStyleRetrospection(
-            backbone, BlurRetrospector(), scales=(1.0,), noise_std=0.0, pixel_residual_stats=True, impl=impl
+            backbone, BlurRetrospector(), rescale=NoisyRescale((1.0,), noise_std=0.0),
+            line_enhancement=LineEnhancement(impl=impl), style_statistics=StyleStatistics(impl=impl),
+            pixel_residual_levels=(1, 2, 4), impl=impl,
         ).eval()
         xi = x.clone().requires_grad_()
         out = msr(xi)

@@ -1,0 +1,124 @@
+"""Detector presets: named :class:`~hrrkit.models.config.DetectorConfig` recipes, one registration each.
+
+Baselines and ablations are presets of the same detector class, so they are trained and evaluated
+the same way. Built in (this module):
+
+* ``hrr`` — the full detector: scales (0.5, 1, 2), line enhancement, style statistics, AFR head,
+  scale-consistency KL.
+* ``dire`` — DIRE-style: the residual of one scale, backbone, global average pooling, linear head.
+* ``hrr_no_msr`` — HRR without MSR: one scale, no line enhancement, no style statistics, AFR head.
+* ``hrr_no_afr`` — HRR without AFR: MSR with a linear head.
+
+**Adding a baseline** is one registration: in any module, ::
+
+    from hrrkit.models.presets import register_preset
+
+    @register_preset("my_baseline", "one line for listings")
+    def _my_baseline(base: DetectorConfig) -> DetectorConfig:
+        return base.replace(**{"head.kind": "linear", "backbone.name": "my_backbone"})
+
+``base`` is ``DetectorConfig(name="my_baseline")``; return the changed copy. A preset in a module of
+hrrkit itself is found without an import by the caller once the module is listed in
+:data:`PRESET_MODULES` (imported on the first lookup, so heavy optional packages load only then);
+a preset of a user package is available once that package has been imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hrrkit.models.config import ConfigError, DetectorConfig
+
+PresetFactory = Callable[[DetectorConfig], DetectorConfig]
+
+# hrrkit modules that register presets; imported once, on the first preset lookup
+PRESET_MODULES: list[str] = []
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    factory: PresetFactory
+
+
+_PRESETS: dict[str, Preset] = {}
+_loaded = False
+
+
+def register_preset(name: str, description: str = "") -> Callable[[PresetFactory], PresetFactory]:
+    """Decorator: register ``factory(base: DetectorConfig) -> DetectorConfig`` as preset ``name``.
+
+    Registering a name twice raises ``ValueError`` (two modules claiming one baseline is a bug)."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"register_preset: {name!r} is not a valid preset name (letters, digits, '_', '-')")
+
+    def wrap(factory: PresetFactory) -> PresetFactory:
+        if name in _PRESETS:
+            raise ValueError(f"register_preset: preset {name!r} is already registered by "
+                             f"{_PRESETS[name].factory.__module__}")
+        _PRESETS[name] = Preset(name, description, factory)
+        return factory
+
+    return wrap
+
+
+def _load_modules() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in PRESET_MODULES:
+        importlib.import_module(module)
+
+
+def list_presets() -> tuple[str, ...]:
+    """Names of the registered presets, in registration order."""
+    _load_modules()
+    return tuple(_PRESETS)
+
+
+def preset_descriptions() -> dict[str, str]:
+    """``{name: description}`` of the registered presets."""
+    _load_modules()
+    return {p.name: p.description for p in _PRESETS.values()}
+
+
+def preset_config(name: str) -> DetectorConfig:
+    """The config of the preset ``name``; an unknown name raises :class:`ConfigError` listing the known ones."""
+    _load_modules()
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown detector preset {name!r}; choose one of {list_presets()}")
+    config = _PRESETS[name].factory(DetectorConfig(name=name))
+    if not isinstance(config, DetectorConfig):
+        raise TypeError(f"preset {name!r} ({_PRESETS[name].factory.__module__}) returned {type(config).__name__}, "
+                        "not a DetectorConfig")
+    return config
+
+
+# no MSR: one scale, no line enhancement, plain pooling instead of style statistics
+_NO_MSR = {"rescale.enabled": False, "line.enabled": False, "style.enabled": False, "style.pixel_residual_stats": False}
+# the linear head has no additive coefficients: no correntropy, no sparsity
+_LINEAR_HEAD = {"head.kind": "linear", "loss.correntropy": 0.0, "loss.sparsity": 0.0}
+
+
+@register_preset("hrr", "the full detector: MSR (3 scales, line enhancement, style statistics) + AFR head + scale KL")
+def _hrr(base: DetectorConfig) -> DetectorConfig:
+    return base
+
+
+@register_preset("dire", "DIRE-style: residual of one scale, backbone, global average pooling, linear head")
+def _dire(base: DetectorConfig) -> DetectorConfig:
+    return base.replace(**_NO_MSR, **_LINEAR_HEAD, **{"loss.scale_kl": 0.0})
+
+
+@register_preset("hrr_no_msr", "ablation: HRR without MSR (one scale, no line enhancement, no style statistics)")
+def _hrr_no_msr(base: DetectorConfig) -> DetectorConfig:
+    return base.replace(**_NO_MSR, **{"loss.scale_kl": 0.0})
+
+
+@register_preset("hrr_no_afr", "ablation: HRR without AFR (MSR with a linear head)")
+def _hrr_no_afr(base: DetectorConfig) -> DetectorConfig:
+    return base.replace(**_LINEAR_HEAD)
