@@ -19,6 +19,7 @@ SUBCOMMANDS: list[str] = [
     "train",
     "eval",
     "detect",
+    "app",
     "retrospect",
     "data",
     "bench",
