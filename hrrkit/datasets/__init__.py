@@ -4,7 +4,8 @@
     bench = build_mini_benchmark(quick=True)          # cached under ~/.cache/hrrkit/mini-benchmark
     train = bench.samples("train")                    # hrrkit.data.layouts.Sample objects
 
-See ``docs/mini_benchmark.md`` for how it is built and what it can and cannot tell.
+See ``docs/mini_benchmark.md`` for how it is built and what it can and cannot tell, and
+``docs/wild_benchmark.md`` for the wild benchmark (real generators' outputs, ``build_wild_benchmark``).
 """
 
 from hrrkit.datasets.generators import (
@@ -29,6 +30,7 @@ from hrrkit.datasets.mini import (
     default_cache_root,
 )
 from hrrkit.datasets.sources import PHOTOGRAPHS, SourceUnavailableError
+from hrrkit.datasets.wild import WildBenchmark, WildConfig, build_wild_benchmark
 
 __all__ = [
     "FULL",
@@ -40,6 +42,8 @@ __all__ = [
     "SEEN_SIZES",
     "SPLITS",
     "UNSEEN_SIZES",
+    "WildBenchmark",
+    "WildConfig",
     "GeneratorSpec",
     "LoadedGenerator",
     "MiniBenchmark",
@@ -47,6 +51,7 @@ __all__ = [
     "SourceUnavailableError",
     "WeightsUnavailableError",
     "build_mini_benchmark",
+    "build_wild_benchmark",
     "default_cache_root",
     "load_generator",
     "sample_images",

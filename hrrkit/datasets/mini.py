@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from hrrkit.datasets._files import write_build_record, write_manifest_csv
 from hrrkit.datasets.generators import (
     GENERATORS,
     HELDOUT_GENERATOR,
@@ -460,8 +461,6 @@ def _build_into(
     import torch
     from tqdm.auto import tqdm
 
-    from hrrkit.utils.atomic import atomic_write_json, atomic_write_text
-
     items = _plan(config, seed)
     rows: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
@@ -508,26 +507,13 @@ def _build_into(
             timings[f"sampling_{name}_s"] = round(time.perf_counter() - tick, 2)
 
     ordered = [rows[item.relpath] for item in items]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_MANIFEST_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(ordered)
-    atomic_write_text(folder / "manifest.csv", buffer.getvalue())
+    write_manifest_csv(folder / "manifest.csv", _MANIFEST_COLUMNS, ordered)
     counts = {split: {"real": 0, "fake": 0} for split in SPLITS}
     for item in items:
         counts[item.split]["fake" if item.label else "real"] += 1
-    info = {
-        "key": key,
-        "inputs": inputs,
-        "images": len(items),
-        "counts": counts,
-        "seen_generator": SEEN_GENERATOR,
-        "heldout_generator": HELDOUT_GENERATOR,
-        "manifest_sha256": _file_sha256(folder / "manifest.csv"),
-        "timings": timings,
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "numpy": np.__version__},
-        "torch_threads": torch.get_num_threads(),
-    }
-    atomic_write_json(folder / "build.json", info)  # last: its presence marks a complete build
-    return info
+    return write_build_record(
+        folder, key=key, inputs=inputs, images=len(items), counts=counts,
+        seen_generator=SEEN_GENERATOR, heldout_generator=HELDOUT_GENERATOR, timings=timings,
+        versions={"torch": torch.__version__, "diffusers": diffusers.__version__, "numpy": np.__version__},
+    )  # last: its presence marks a complete build
 

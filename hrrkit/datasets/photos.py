@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hrrkit.datasets._files import read_pinned
+
 __all__ = [
     "CATALOGUE",
     "ROLES",
@@ -185,23 +187,14 @@ def _lookup(photo: SourcePhoto | str) -> SourcePhoto:
 
 
 def _read_checked(photo: SourcePhoto) -> bytes:
-    path = photo_path(photo)
-    if not path.is_file():
-        raise PhotoUnavailableError(
-            f"{path}: photograph {photo.name!r} is missing from {photo.distribution or 'the folder'}; "
-            f"reinstall it (`pip install --force-reinstall {photo.distribution}`)" if photo.distribution
-            else f"{path}: the file disappeared"
-        )
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != photo.sha256:
-        raise PhotoUnavailableError(
-            f"{path}: SHA-256 {actual[:16]}... differs from the catalogue's {photo.sha256[:16]}... "
-            f"(a changed or corrupted file of {photo.distribution or 'the user folder'}); reinstall the package "
-            f"(`pip install --force-reinstall {photo.distribution}`) or, if a new release changed the photograph on "
-            f"purpose, update hrrkit.datasets.photos.CATALOGUE"
-        )
-    return data
+    if photo.package == "user":
+        return read_pinned(photo_path(photo), photo.sha256, PhotoUnavailableError, owner="the user's folder",
+                           fix="the file changed after it was listed; build again")
+    return read_pinned(
+        photo_path(photo), photo.sha256, PhotoUnavailableError, owner=f"the package {photo.distribution!r}",
+        fix=f"reinstall it (`pip install --force-reinstall {photo.distribution}`), or if a new release changed the "
+        f"photograph on purpose, update hrrkit.datasets.photos.CATALOGUE",
+    )
 
 
 @functools.lru_cache(maxsize=32)
