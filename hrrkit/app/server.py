@@ -23,6 +23,7 @@ unless ``save_dir`` is given (then each scored row is appended to ``save_dir/res
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -198,6 +199,10 @@ def create_app(detector: Any, *, card: dict[str, Any] | None = None, max_file_mb
                                css=CSS, theme=theme, ssr_mode=False, footer_links=[])
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def _is_loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
@@ -227,9 +232,15 @@ def serve(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 7860
             print(f"hrrkit app: listening on {host}: anyone who can reach this machine can use the detector",
                   file=sys.stderr)
         print(f"hrrkit app: {detector.card.get('name')} from {detector.card.get('source')} at "
-              f"http://{host if ':' not in host else f'[{host}]'}:{port}/  (API: POST /api/detect; Ctrl-C stops)",
-              file=sys.stderr, flush=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+              f"http://{host if ':' not in host else f'[{host}]'}:{port}/  (API: POST /api/detect; Ctrl-C stops)\n"
+              f"hrrkit app: uploads are kept in {upload_dir} and removed on exit", file=sys.stderr, flush=True)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler the process
+        # would die there without running the `finally` below, leaving the upload folder behind
+        previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            uvicorn.run(app, host=host, port=port, log_level=log_level)
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         return 0
     finally:
         shutil.rmtree(upload_dir, ignore_errors=True)

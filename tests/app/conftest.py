@@ -12,6 +12,7 @@ package fails with the install hint. Only the browser test skips, where chromium
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,6 +90,10 @@ def app_server(app_model, tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # a terminated app exits cleanly and leaves no upload folder behind
+    uploads = re.search(r"uploads are kept in (\S+) and removed on exit", log.read_text())
+    assert proc.returncode == 0 and uploads, log.read_text()[-2000:]
+    assert not Path(uploads.group(1)).exists()
 
 
 @pytest.fixture
