@@ -339,12 +339,23 @@ class EfficientNetLite0Backbone(nn.Module):
     hrrkit backbone contract (``out_channels``), ``feature_info`` of that level, and ``frozen``.
 
     ``input_offset`` is added to the input first: −1 maps a residual |x − x̂| ∈ [0, 2] to the image range
-    [−1, 1] the weights expect, which is what DIRE does by saving the residual as an 8-bit image."""
+    [−1, 1] the weights expect, which is what DIRE does by saving the residual as an 8-bit image.
+
+    ``feature_cache`` (``frozen=True`` only): ``"memory"`` or a folder — each view's feature map is
+    computed once and reused (:class:`~hrrkit.models.feature_cache.FeatureCache`; keyed by the view's
+    content and the weights' fingerprint, stored and returned as float16)."""
 
     def __init__(self, *, in_channels: int = 3, pretrained: bool = True, out_index: int = 4, frozen: bool = False,
-                 drop_path_rate: float = 0.0, input_offset: float = 0.0):
+                 drop_path_rate: float = 0.0, input_offset: float = 0.0, feature_cache: str | None = None):
         super().__init__()
+        if feature_cache is not None and not frozen:
+            raise ValueError("efficientnet_lite0: feature_cache needs frozen=True (a trained backbone's features "
+                             "change at every step)")
         self.input_offset = float(input_offset)
+        self.feature_cache_location = None if feature_cache is None else str(feature_cache)
+        self._feature_cache = None
+        # new weights (a checkpoint loaded into this module) invalidate the fingerprint: rebuild on use
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_feature_cache", None))
         self.body = EfficientNetLite0(pretrained=pretrained, features_only=True, out_indices=(out_index,),
                                       in_channels=in_channels, frozen=frozen, drop_path_rate=drop_path_rate)
         self.out_index = int(out_index)
@@ -352,16 +363,38 @@ class EfficientNetLite0Backbone(nn.Module):
         self.feature_info = self.body.feature_info
         self.frozen = bool(frozen)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x + self.input_offset if self.input_offset else x)[0]
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature_cache_location is None or x.requires_grad:
+            return self._features(x)
+        return self.feature_cache(x, self._features)
+
+    @property
+    def feature_cache(self):
+        """The :class:`~hrrkit.models.feature_cache.FeatureCache` (built on first use, when the weights
+        are final — after a checkpoint has been loaded), or ``None``."""
+        if self.feature_cache_location is None:
+            return None
+        if self._feature_cache is None:
+            from hrrkit.models.feature_cache import FeatureCache, state_fingerprint
+
+            self._feature_cache = FeatureCache(self.feature_cache_location, {
+                "backbone": "efficientnet_lite0", "out_index": self.out_index, "input_offset": self.input_offset,
+                "weights": state_fingerprint(self.body), "torch": torch.__version__.split("+")[0],
+            })
+        return self._feature_cache
+
     def extra_repr(self) -> str:
-        return f"out_index={self.out_index}, frozen={self.frozen}, input_offset={self.input_offset:g}"
+        return (f"out_index={self.out_index}, frozen={self.frozen}, input_offset={self.input_offset:g}, "
+                f"feature_cache={self.feature_cache_location}")
 
 
 def efficientnet_lite0_backbone(in_channels: int = 3, pretrained: bool = True, out_index: int = 4,
-                                frozen: bool = False, drop_path_rate: float = 0.0,
-                                input_offset: float = 0.0) -> EfficientNetLite0Backbone:
+                                frozen: bool = False, drop_path_rate: float = 0.0, input_offset: float = 0.0,
+                                feature_cache: str | None = None) -> EfficientNetLite0Backbone:
     """Factory of the registered backbone ``efficientnet_lite0`` (see :class:`EfficientNetLite0Backbone`)."""
     return EfficientNetLite0Backbone(in_channels=in_channels, pretrained=pretrained, out_index=out_index,
-                                     frozen=frozen, drop_path_rate=drop_path_rate, input_offset=input_offset)
+                                     frozen=frozen, drop_path_rate=drop_path_rate, input_offset=input_offset,
+                                     feature_cache=feature_cache)
