@@ -88,10 +88,11 @@ __all__ = [
     "build_wild_benchmark",
     "default_wild_root",
     "finalize",
+    "sample_figure",
 ]
 
 #: Bump when anything that changes the bytes of a build changes (part of the cache key).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 SPLITS = ("train", "val", "test_generators", "test_edited")
 
@@ -101,6 +102,10 @@ VAL_SCENES = ("chelsea", "rocket")
 
 #: Inclusive range of the WebP quality of the compression history (step 2 of the chain).
 HISTORY_QUALITY = (75, 95)
+
+#: A test split's real crop has a side between ``P / TEST_CROP_SHRINK`` and ``P`` (``P``: its paired
+#: thumbnail's side): three held-out photographs of ~400-600 pixels give varied crops only so.
+TEST_CROP_SHRINK = 2
 
 _MAX_REDRAWS = 64
 _MANIFEST_COLUMNS = (
@@ -158,7 +163,7 @@ class WildConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
-#: ``quick=False``: 5 Real-ESRGAN regenerators; counts chosen so the build fits 4 minutes on 2 busy
+#: ``quick=False``: 5 Real-ESRGAN regenerators (and the shipped diffusion ones when present); counts chosen so the build fits 4 minutes on 2 busy
 #: cores (x4plus, the 23-block RRDBNet, costs ~10x the others; docs/wild_benchmark.md has timings).
 FULL = WildConfig(
     train_per_generator={
@@ -167,6 +172,8 @@ FULL = WildConfig(
         "realesr-animevideov3-x2": 32,
         "realesr-animevideov3-x3": 32,
         "realesr-animevideov3-x4": 32,
+        # hrrkit's real-photograph diffusion model, once its weights are shipped (wild_regenerators)
+        **{name: 16 for name in wild_regenerators.SHIPPED_REGENERATORS},
     },
     val_per_generator={
         "realesrgan-x4plus": 4,
@@ -174,6 +181,7 @@ FULL = WildConfig(
         "realesr-animevideov3-x2": 8,
         "realesr-animevideov3-x3": 8,
         "realesr-animevideov3-x4": 8,
+        **{name: 4 for name in wild_regenerators.SHIPPED_REGENERATORS},
     },
 )
 #: ``quick=True`` (tests, ``--quick`` demos): the cheap SRVGG regenerators only, 8 + 4 thumbnails.
@@ -261,7 +269,9 @@ class _Item:
 
 
 def _pools(real_dirs: Sequence[str | os.PathLike] | None) -> dict[str, list[SourcePhoto]]:
-    users = user_photographs(real_dirs)
+    # a user's copy of a catalogue photograph keeps the catalogue's role (it is the same picture)
+    catalogued = {p.sha256 for p in source_photographs(None)}
+    users = [p for p in user_photographs(real_dirs) if p.sha256 not in catalogued]
     train = [p for p in source_photographs("train") if p.scene not in VAL_SCENES]
     val = [p for p in source_photographs("train") if p.scene in VAL_SCENES]
     test = list(source_photographs("test"))
@@ -286,27 +296,31 @@ def _render_crop(crop: _Crop, photos: dict[str, SourcePhoto]) -> np.ndarray:
     return np.ascontiguousarray(window[:, ::-1] if crop.flip else window)
 
 
-def _draw_crop(rng: np.random.Generator, scene_photos: list[SourcePhoto], side: int, short_max: int,
+def _draw_crop(rng: np.random.Generator, scene_photos: list[SourcePhoto], sides: tuple[int, int], short_max: int,
                photos: dict[str, SourcePhoto]) -> _Crop:
-    """A square crop of ``side`` pixels from one photograph of a scene, at a log-uniform scale.
+    """A square crop from one photograph of a scene, at a log-uniform scale.
 
-    The photograph's short side is resized into ``[side, min(short_max, own short side)]`` (``side`` is
-    first capped at the photograph's own short side: never upsampled); nearly flat windows are redrawn.
+    The crop's side is log-uniform in ``sides`` (capped at the photograph's short side: a photograph is
+    never upsampled); the photograph is resized so that its short side is log-uniform in
+    ``[side, min(short_max, own short side)]`` and the window cut at a random place. Nearly flat
+    windows are redrawn.
     """
+
+    def log_uniform(low: int, high: int) -> int:
+        return low if high <= low else int(round(np.exp(rng.uniform(np.log(low), np.log(high)))))
+
     for _ in range(_MAX_REDRAWS):
         photo = scene_photos[int(rng.integers(len(scene_photos)))]
         own = min(load_source_photograph(photo).shape[:2])
-        crop_side = min(side, own)
-        high = max(crop_side, min(short_max, own))
-        short_side = int(round(np.exp(rng.uniform(np.log(crop_side), np.log(high))))) if high > crop_side else crop_side
-        short_side = min(max(short_side, crop_side), own)
+        side = min(log_uniform(*sides), own)
+        short_side = min(max(log_uniform(side, min(short_max, own)), side), own)
         resized = _resized(photo, short_side)
-        top = int(rng.integers(resized.shape[0] - crop_side + 1))
-        left = int(rng.integers(resized.shape[1] - crop_side + 1))
-        crop = _Crop(photo.name, short_side, top, left, crop_side, bool(rng.integers(2)))
+        top = int(rng.integers(resized.shape[0] - side + 1))
+        left = int(rng.integers(resized.shape[1] - side + 1))
+        crop = _Crop(photo.name, short_side, top, left, side, bool(rng.integers(2)))
         if float(_render_crop(crop, photos).astype(np.float32).mean(axis=2).std()) >= MIN_CROP_STD:
             return crop
-    raise RuntimeError(f"no textured {side}-pixel window found in {_MAX_REDRAWS} draws")  # pragma: no cover
+    raise RuntimeError(f"no textured window of {sides} pixels found in {_MAX_REDRAWS} draws")  # pragma: no cover
 
 
 def _by_scene(pool: list[SourcePhoto]) -> list[list[SourcePhoto]]:
@@ -346,7 +360,10 @@ def _plan(config: WildConfig, seed: int, pools: dict[str, list[SourcePhoto]]) ->
         for index, ((generator, thumb), side) in enumerate(zip(fakes, sizes)):
             real_seed, rng = _item_rng(seed, split_index, 0, index)
             scene = scenes[index % len(scenes)]
-            crop = _draw_crop(rng, scene, side, config.short_side_max if thumb is None else 10**6, photos)
+            if thumb is None:  # train/val: the regenerators keep the crop's size, so P = size for both classes
+                crop = _draw_crop(rng, scene, (side, side), config.short_side_max, photos)
+            else:  # test: P from the paired thumbnail, down to half of it for varied framing of 3 photographs
+                crop = _draw_crop(rng, scene, (max(config.size, side // TEST_CROP_SHRINK), side), 10**6, photos)
             quality = int(rng.integers(low, high + 1))
             photo = photos[crop.photo]
             items.append(_Item(split, 0, None, index, real_seed, photo.scene, f"{photo.package}:{photo.name}",
@@ -419,16 +436,21 @@ def _check_split(split: str) -> str:
 
 
 def _check_disjoint(rows: list[dict[str, str]]) -> list[str]:
-    """A real scene in two of {train, val, test}: the leak the protocol forbids."""
+    """A real source in two of {train, val, test}: the leak the protocol forbids.
+
+    Checked twice: by scene name (the stereo pair is one scene) and by the SHA-256 of the source file
+    (the same photograph under two names)."""
     groups = {"train": "train", "val": "val", "test_generators": "test", "test_edited": "test"}
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     problems = []
     for row in rows:
         if row["source"].startswith("comfyui:"):
             continue
         group = groups[row["split"]]
-        if seen.setdefault(row["scene"], group) != group:
-            problems.append(f"scene {row['scene']!r} is in {seen[row['scene']]} and {group} ({row['path']})")
+        for key in (("scene", row["scene"]), ("source file", row["origin_sha256"])):
+            first = seen.setdefault(key, group)
+            if first != group:
+                problems.append(f"{key[0]} {key[1][:16]!r} is in {first} and {group} ({row['path']})")
     return problems
 
 
@@ -594,3 +616,51 @@ def _square(pixels: np.ndarray) -> np.ndarray:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     return np.ascontiguousarray(pixels[top : top + side, left : left + side])
+
+
+def sample_figure(bench: WildBenchmark, path: str | os.PathLike, *, per_row: int = 8, seed: int = 0) -> Path:
+    """Save a grid of sample images: one row per (split, class), the generator under each fake.
+
+    Returns the path of the PNG written (matplotlib, 100 dpi).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = bench.records()
+    rng = np.random.default_rng(seed)
+    grid: list[tuple[str, list[dict[str, str]]]] = []
+    for split in SPLITS:
+        for label, title in (("0", "real"), ("1", "generated")):
+            mine = [r for r in rows if r["split"] == split and r["label"] == label]
+            if split in ("train", "val") and label == "1":
+                # one of every regenerator first, then at random
+                firsts = {r["generator"]: r for r in reversed(mine)}
+                mine = list(firsts.values()) + [mine[i] for i in rng.permutation(len(mine))]
+            else:
+                mine = [mine[i] for i in rng.permutation(len(mine))]
+            unique = list({r["path"]: r for r in mine}.values())[:per_row]
+            grid.append((f"{split}\n{title}", unique))
+    figure, axes = plt.subplots(len(grid), per_row, figsize=(1.6 * per_row, 1.85 * len(grid)), squeeze=False)
+    for (title, chosen), row_axes in zip(grid, axes):
+        for column, axis in enumerate(row_axes):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(False)
+            if column == 0:
+                axis.set_ylabel(title, fontsize=8)
+            if column < len(chosen):
+                record = chosen[column]
+                with Image.open(bench.root / record["path"]) as image:
+                    axis.imshow(np.asarray(image.convert("RGB")))
+                caption = record["generator"] if record["label"] == "1" else record["source"].split(":", 1)[1]
+                axis.set_title(caption[:22], fontsize=6.5)
+    figure.tight_layout(pad=0.3)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out

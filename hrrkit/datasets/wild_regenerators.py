@@ -38,11 +38,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "REGENERATORS",
+    "SHIPPED_REGENERATORS",
+    "SHIPPED_VARIANTS",
+    "register_shipped_regenerators",
+    "retrospector_regenerator",
     "Regenerator",
     "RegenerateFn",
     "register_regenerator",
@@ -148,3 +153,74 @@ for _name, _blocks in (
         description=f"Lanczos downscale, then Real-ESRGAN {_name} ({_blocks}) back to the crop size",
         family="real-esrgan",
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# diffusion regenerators: a retrospector (reconstruction of a real photograph by a diffusion model
+# of real photographs) is a content-matched regenerator as it stands
+# --------------------------------------------------------------------------------------------------
+
+#: The shipped real-photograph diffusion model's file (hrrkit.retrospect.shipped), found by path so
+#: that importing hrrkit.datasets never imports diffusers.
+SHIPPED_RETROSPECTOR_WEIGHTS = Path(__file__).resolve().parents[1] / "retrospect" / "weights" / "real-photo-unet.safetensors"
+
+#: The variants registered when those weights are present: name → ``shipped_retrospector`` options.
+#: One-step reconstructions at two noise levels (SDEdit's strength, as t / 1000) and a 10-step DDIM
+#: inversion + resampling at strength 0.3 (DIRE's round trip, 6 network evaluations).
+SHIPPED_VARIANTS: dict[str, dict[str, object]] = {
+    "real-photo-unet-onestep-t100": {"mode": "one_step", "timestep": 100},
+    "real-photo-unet-onestep-t300": {"mode": "one_step", "timestep": 300},
+    "real-photo-unet-ddim-0.3": {"mode": "invert", "steps": 10, "strength": 0.3},
+}
+
+
+def retrospector_regenerator(make: Callable[[], Callable[..., object]]) -> RegenerateFn:
+    """A regenerator from a retrospector factory (built once, on first use).
+
+    ``make()`` returns a callable taking ``float32 (N, 3, S, S)`` in ``[-1, 1]`` and returning the
+    reconstruction of the same shape (any :class:`hrrkit.retrospect.Retrospector`); crops are
+    converted from and back to ``uint8 (N, S, S, 3)`` (rounded, clamped).
+    """
+    cached: list[Callable[..., object]] = []
+
+    def run(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        del rng  # the retrospector's own seed makes it deterministic
+        if not cached:
+            cached.append(make())
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with torch.no_grad():
+            y = cached[0](x)
+        return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    return run
+
+
+def register_shipped_regenerators() -> list[str]:
+    """Register :data:`SHIPPED_VARIANTS` if the shipped real-photograph diffusion model is present.
+
+    Returns the names registered ([] without the weights). Their ``version`` is the weights' SHA-256
+    prefix, so new weights give a new cache key. Called on import of this module.
+    """
+    if not SHIPPED_RETROSPECTOR_WEIGHTS.is_file():
+        return []
+    import hashlib
+
+    version = "weights-" + hashlib.sha256(SHIPPED_RETROSPECTOR_WEIGHTS.read_bytes()).hexdigest()[:12]
+    names = []
+    for name, options in SHIPPED_VARIANTS.items():
+
+        def make(options: dict[str, object] = options):
+            from hrrkit.retrospect.shipped import shipped_retrospector
+
+            return shipped_retrospector(**options)
+
+        register_regenerator(name, retrospector_regenerator(make), version=version, family="real-photo-diffusion",
+                             description=f"hrrkit's real-photograph diffusion model, {options}", replace=True)
+        names.append(name)
+    return names
+
+
+#: Names of the diffusion regenerators registered at import (empty until the weights are shipped).
+SHIPPED_REGENERATORS: tuple[str, ...] = tuple(register_shipped_regenerators())

@@ -68,3 +68,11 @@ def test_a_missing_package_names_the_extra(monkeypatch):
 def test_an_unreadable_image_is_named():
     with pytest.raises(ThumbnailUnavailableError, match="broken.webp: not a readable image"):
         wild_templates.decode_rgb(b"RIFF\x00\x00\x00\x00WEBPjunk", "broken.webp")
+
+
+def test_the_docs_list_every_reviewed_template():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "wild_benchmark.md").read_text()
+    missing = [name for name in list(TEXT_TO_IMAGE) + list(EDITED) + list(DROPPED) if f"`{name}`" not in page]
+    assert not missing, f"docs/wild_benchmark.md does not list {missing}"
