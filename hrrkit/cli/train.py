@@ -51,8 +51,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if (args.strict and result.skipped) else 0
 
 
+def _presets_epilog() -> str:
+    """The detector presets a run config can name (``detector: {preset: NAME}``), one per line."""
+    from hrrkit.models.presets import preset_descriptions
+
+    rows = preset_descriptions()
+    width = max(map(len, rows), default=0)
+    lines = [f"  {name:<{width}}  {text}" for name, text in rows.items()]
+    return "detector presets (run config `detector: {preset: NAME}`; docs/config.md):\n" + "\n".join(lines)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a detector from a run config (resumes an interrupted run)")
+    p = subparsers.add_parser("train", help="train a detector from a run config (resumes an interrupted run)",
+                              epilog=_presets_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="run config file (YAML or JSON): detector, data, train, output_dir")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=3")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in output_dir")

@@ -34,7 +34,7 @@ from hrrkit.models.config import ConfigError, DetectorConfig
 PresetFactory = Callable[[DetectorConfig], DetectorConfig]
 
 # hrrkit modules that register presets; imported once, on the first preset lookup
-PRESET_MODULES: list[str] = []
+PRESET_MODULES: list[str] = ["hrrkit.models.baselines"]  # univfd, npr, cnnspot (issue 14)
 
 
 @dataclass(frozen=True)
