@@ -79,3 +79,20 @@ def test_content_hash_depends_on_values_and_shape():
     assert view_content_hash(x) != view_content_hash(y)
     with pytest.raises(ValueError, match="store_dtype"):
         FeatureCache("memory", {}, store_dtype="float64")
+
+
+def test_memory_part_is_bounded_and_evicts_least_recently_used():
+    cache = FeatureCache("memory", {"test": 1}, max_memory_bytes=3 * 4 * 2)  # three float16 (4,) entries
+    compute = lambda v: v.reshape(v.shape[0], -1)[:, :4] * 2  # noqa: E731
+    views = [torch.full((1, 4), float(i)) for i in range(5)]
+    for v in views[:3]:
+        cache(v, compute)
+    cache(views[0], compute)  # touch 0: now 1 is the oldest
+    cache(views[3], compute)
+    stats = cache.stats()
+    assert stats["memory_entries"] == 3 and stats["memory_bytes"] <= 24
+    before = cache.misses
+    cache(views[0], compute)
+    assert cache.misses == before  # kept
+    cache(views[1], compute)
+    assert cache.misses == before + 1  # evicted, recomputed
