@@ -333,6 +333,10 @@ def load_lite0_state_dict(path: str | Path | None = None) -> dict[str, torch.Ten
         raise ValueError(f"{path}: not an EfficientNet-Lite0 checkpoint (unexpected key {exc})") from None
 
 
+def _drop_feature_cache(module: nn.Module, incompatible_keys) -> None:
+    module._feature_cache = None
+
+
 class EfficientNetLite0Backbone(nn.Module):
     """The registry's ``efficientnet_lite0``: one feature map ``(B, out_channels, h, w)`` at level
     ``out_index`` of :class:`EfficientNetLite0` (default 4: 320 channels at 1/32), the rest of the
@@ -355,7 +359,7 @@ class EfficientNetLite0Backbone(nn.Module):
         self.feature_cache_location = None if feature_cache is None else str(feature_cache)
         self._feature_cache = None
         # new weights (a checkpoint loaded into this module) invalidate the fingerprint: rebuild on use
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_feature_cache", None))
+        self.register_load_state_dict_post_hook(_drop_feature_cache)
         self.body = EfficientNetLite0(pretrained=pretrained, features_only=True, out_indices=(out_index,),
                                       in_channels=in_channels, frozen=frozen, drop_path_rate=drop_path_rate)
         self.out_index = int(out_index)
