@@ -115,13 +115,10 @@ def _metrics_subset(row: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: row[k] for k in keys if k in row}
 
 
-def _unsure_band(config: dict[str, Any]) -> Any:
-    # the calibrated abstain band (issue 17.6), wherever the config keeps it
-    for key in ("band", "unsure_band"):
-        if config.get(key):
-            return config[key]
-    cal = config.get("calibration") or {}
-    return cal.get("band") or cal.get("unsure_band")
+def _unsure_band(config: dict[str, Any]) -> list[float] | None:
+    # the calibrated abstain band [low, high] (DetectorConfig.unsure), or None
+    band = config.get("unsure")
+    return [float(band[0]), float(band[1])] if band else None
 
 
 def detector_card(folder: str | os.PathLike) -> dict[str, Any]:
