@@ -39,7 +39,7 @@ compression history tell nothing:
    :data:`HISTORY_QUALITY`;
 3. Lanczos resize to ``size x size`` (default 128) and PNG (lossless, no metadata, sRGB).
 
-Inside a split both classes have the same distribution of ``P``: in train/val ``P = size`` for both
+Inside a split both classes have the same distribution of ``P``: in train/val ``P = 2 * size`` for both
 (regenerators return crops of the crop's size); in the test splits each real crop takes ``P`` from the
 thumbnail it is paired with (capped at the photograph's short side, never upsampled).
 """
@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 #: Bump when anything that changes the bytes of a build changes (part of the cache key).
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 SPLITS = ("train", "val", "test_generators", "test_edited")
 
@@ -126,8 +126,12 @@ class WildConfig:
             paired with one real crop.
         test_edited: how many of the reviewed edit thumbnails (``None``: all).
         history_quality: WebP quality range of the compression history.
+        train_native: side ``P`` of the train/val crops before the chain (default ``2 * size``): the
+            regenerators work at ``P`` and the chain downscales both classes by ``P / size``, so a
+            super-resolved fake is as sharp at ``size`` as a real crop (at ``P = size`` the upscaled
+            fakes are visibly softer, a cue that would not transfer to other generators).
         short_side_max: a train/val crop is cut after resizing its photograph so that the short side is
-            log-uniform in ``[size, short_side_max]`` (capped at the photograph's own).
+            log-uniform in ``[train_native, short_side_max]`` (capped at the photograph's own).
     """
 
     size: int = 128
@@ -136,6 +140,7 @@ class WildConfig:
     test_generators: int | None = None
     test_edited: int | None = None
     history_quality: tuple[int, int] = HISTORY_QUALITY
+    train_native: int | None = None
     short_side_max: int = 640
 
     def __post_init__(self) -> None:
@@ -156,8 +161,15 @@ class WildConfig:
         low, high = self.history_quality
         if not 1 <= low <= high <= 100:
             raise ValueError(f"history_quality must be a range within 1..100, got {self.history_quality}")
-        if self.short_side_max < self.size:
-            raise ValueError(f"short_side_max ({self.short_side_max}) must be at least size ({self.size})")
+        if self.native < self.size:
+            raise ValueError(f"train_native ({self.native}) must be at least size ({self.size}): never upsample")
+        if self.short_side_max < self.native:
+            raise ValueError(f"short_side_max ({self.short_side_max}) must be at least train_native ({self.native})")
+
+    @property
+    def native(self) -> int:
+        """The train/val crop side ``P`` (``train_native``, default ``2 * size``)."""
+        return self.train_native if self.train_native is not None else 2 * self.size
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -346,7 +358,7 @@ def _plan(config: WildConfig, seed: int, pools: dict[str, list[SourcePhoto]]) ->
         if split in ("train", "val"):
             counts = config.train_per_generator if split == "train" else config.val_per_generator
             pairs = [(name, i) for name in sorted(counts) for i in range(counts[name])]
-            sizes = [config.size] * len(pairs)
+            sizes = [config.native] * len(pairs)
             fakes: list[tuple[str, Thumbnail | None]] = [(name, None) for name, _ in pairs]
         else:
             pool = TEXT_TO_IMAGE if split == "test_generators" else EDITED
@@ -360,7 +372,7 @@ def _plan(config: WildConfig, seed: int, pools: dict[str, list[SourcePhoto]]) ->
         for index, ((generator, thumb), side) in enumerate(zip(fakes, sizes)):
             real_seed, rng = _item_rng(seed, split_index, 0, index)
             scene = scenes[index % len(scenes)]
-            if thumb is None:  # train/val: the regenerators keep the crop's size, so P = size for both classes
+            if thumb is None:  # train/val: the regenerators keep the crop's size, so P is the same for both classes
                 crop = _draw_crop(rng, scene, (side, side), config.short_side_max, photos)
             else:  # test: P from the paired thumbnail, down to half of it for varied framing of 3 photographs
                 crop = _draw_crop(rng, scene, (max(config.size, side // TEST_CROP_SHRINK), side), 10**6, photos)
@@ -657,7 +669,7 @@ def sample_figure(bench: WildBenchmark, path: str | os.PathLike, *, per_row: int
                 with Image.open(bench.root / record["path"]) as image:
                     axis.imshow(np.asarray(image.convert("RGB")))
                 caption = record["generator"] if record["label"] == "1" else record["source"].split(":", 1)[1]
-                axis.set_title(caption[:22], fontsize=6.5)
+                axis.set_title(caption[:28], fontsize=5.8)
     figure.tight_layout(pad=0.3)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

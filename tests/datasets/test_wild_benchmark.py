@@ -104,7 +104,7 @@ def test_equal_processing_a_size_and_format_classifier_is_at_chance(bench):
     # the manifest's size and history columns: one distribution for both classes of every split
     for split in ("train", "val"):
         mine = [r for r in rows if r["split"] == split]
-        assert {(r["native_height"], r["height"]) for r in mine} == {(str(QUICK.size), str(QUICK.size))}
+        assert {(r["native_height"], r["height"]) for r in mine} == {(str(QUICK.native), str(QUICK.size))}
         assert all(r["history"].startswith("webp-q") for r in mine)
     for split in ("test_generators", "test_edited"):
         pairs: dict[str, dict[str, str]] = {}
@@ -175,7 +175,7 @@ def test_a_registered_regenerator_is_one_call(tmp_path):
             wild_regenerators.register_regenerator("test-invert", invert, description="again")
         bench = build_wild_benchmark(tmp_path, config=_tiny(train_per_generator={"test-invert": 3}), progress=False)
         assert bench.counts()["train"] == {"real": 3, "test-invert": 3}
-        assert calls and calls[0][1:] == (32, 32, 3)
+        assert calls and calls[0][1:] == (64, 64, 3)  # regenerators work at the native size, 2 x 32
         assert bench.info["inputs"]["regenerators"]["test-invert"]["version"] == "t1"
     finally:
         del wild_regenerators.REGENERATORS["test-invert"]
