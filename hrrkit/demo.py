@@ -255,17 +255,27 @@ def _evidence_figure(detector: HRRDetector, samples, out_dir: Path, count: int =
     scales = list(preds[0]["maps"])
     fig, axes = plt.subplots(len(picked), 1 + len(scales), figsize=(2.0 * (1 + len(scales)), 2.1 * len(picked)),
                              squeeze=False)
-    for row, (sample, img, pred) in enumerate(zip(picked, images, preds)):
-        axes[row][0].imshow(np.asarray(img))
+    from hrrkit.eval.evidence import MAPS_UNIT
+
+    limit = max(float(np.abs(m).max()) for p in preds for m in p["maps"].values()) or 1.0
+    shown = None
+    for row, (sample, pred) in enumerate(zip(picked, preds)):
+        canvas = pred["canvas"]
+        extent = (0, canvas.shape[1], canvas.shape[0], 0)
+        axes[row][0].imshow(canvas)
         truth = "generated" if sample.label == 1 else "real"
         axes[row][0].set_title(f"{truth}: score {pred['score']:.2f}", fontsize=8)
         for col, scale in enumerate(scales, start=1):
-            axes[row][col].imshow(pred["maps"][scale], cmap="magma", vmin=0, vmax=1)
+            axes[row][col].imshow(canvas.mean(-1), cmap="gray", extent=extent)
+            shown = axes[row][col].imshow(pred["maps"][scale], cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.65,
+                                          extent=extent, interpolation="bilinear")
             axes[row][col].set_title(f"scale {scale}: {pred['scale_scores'][scale]:.2f}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("evidence maps (backbone feature energy per scale)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("evidence: red pushes the score towards generated, blue towards real", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+    bar.set_label(MAPS_UNIT, fontsize=6)
     with atomic_path(out_dir / "evidence.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -23,8 +25,16 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, where="hrrkit bench")
     dtypes = [_DTYPES[d] for d in args.dtype.split(",")] if args.dtype else None
     out = Path(args.out) if args.out else None
+    variants = [v for v in args.variants.split(",") if v]
+    if device.type != "cuda" and "fused" in variants:
+        # the fused kernels run on CUDA only (on CPU only interpreted, which times nothing useful)
+        variants.remove("fused")
+        print("fused kernels are timed on CUDA only: timing " + (", ".join(variants) or "nothing") + " on the CPU",
+              file=sys.stderr)
+    if not variants:
+        return 0
     rows = run_benchmarks(
-        args.op or None, device=device, dtypes=dtypes, size_name=args.size, variants=args.variants.split(","),
+        args.op or None, device=device, dtypes=dtypes, size_name=args.size, variants=variants,
         modes=args.modes.split(","), out=out, min_run_time=args.min_run_time, progress=not args.no_progress,
     )
     bandwidth = None
@@ -42,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {r.op} {r.variant} {r.mode}: {r.error}")
     if out is not None:
         print(f"\nwrote {len(rows)} rows to {out}")
+    if args.json:
+        payload = json.dumps([dataclasses.asdict(r) for r in rows], indent=2)
+        if args.json == "-":
+            print(payload)
+        else:
+            Path(args.json).write_text(payload + "\n")
+            print(f"wrote {len(rows)} rows as JSON to {args.json}")
     hard = [r for r in errors if not r.error.startswith("RuntimeError: fused kernels are timed on CUDA only")]
     return 1 if hard and args.strict else 0
 
@@ -56,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", default="eager,compiled,fused", help="subset of eager,compiled,fused")
     p.add_argument("--modes", default="fwd,bwd,fwd+bwd", help="subset of fwd,bwd,fwd+bwd")
     p.add_argument("--out", help="append JSON rows to this file (JSON Lines)")
+    p.add_argument("--json", metavar="PATH", help="write the rows as one JSON list to PATH ('-': print them)")
     p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per CPU measurement")
     p.add_argument("--no-copy-bandwidth", dest="copy_bandwidth", action="store_false",
                    help="skip the device-to-device copy that measures the bandwidth ceiling (cuda)")

@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hrrkit detect: {exc}", file=sys.stderr)
         return 2
     result = detect_files(detector, args.paths, threshold=args.threshold, batch_size=args.batch_size,
-                          maps_dir=args.maps, strict=args.strict, progress=not args.no_progress)
+                          pixel_budget=args.pixel_budget, maps_dir=args.maps, strict=args.strict,
+                          progress=not args.no_progress)
     for _, why in result.missing:
         print(f"hrrkit detect: {why}", file=sys.stderr)
     if not result.rows:
@@ -33,9 +34,16 @@ def run(args: argparse.Namespace) -> int:
         for r in result.rows:
             print(json.dumps(r))
     scored, failures, threshold = result.scored, result.failures, result.threshold
-    n_fake = sum(1 for r in scored if r["label"] == "generated")
-    print(f"{len(scored)} scored ({n_fake} generated, {len(scored) - n_fake} real at threshold {threshold:g}); "
-          f"{len(failures)} unreadable", file=sys.stderr)
+    counts = {label: sum(1 for r in scored if r["label"] == label) for label in ("generated", "real", "unsure")}
+    decided = f"{counts['generated']} generated, {counts['real']} real"
+    if isinstance(threshold, str):  # the calibrated unsure band low..high
+        decided += f", {counts['unsure']} unsure (band {threshold})"
+    else:
+        decided += f" at threshold {threshold:g}"
+    print(f"{len(scored)} scored ({decided}); {len(failures)} unreadable", file=sys.stderr)
+    if result.noted:
+        print(f"{len(result.noted)} image(s) with a note (collapsed scales or too small; see the 'note' column), "
+              f"e.g. {result.noted[0]['path']}: {result.noted[0]['note']}", file=sys.stderr)
     for f in failures[:20]:
         print(f"  skipped {f['path']}: {f['error']}", file=sys.stderr)
     if len(failures) > 20:
@@ -44,18 +52,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from hrrkit.eval.predict import DEFAULT_PIXEL_BUDGET, DETECTION_FIELD_DOCS
+
+    columns = "\n".join(f"  {name:<13}{meaning}" for name, meaning in DETECTION_FIELD_DOCS.items())
     p = subparsers.add_parser(
         "detect", help="score images (files, folders, globs) as real or generated",
-        description="Exit status: 0 every file scored; 3 some files were unreadable (listed with their reasons) or a "
-        "path named no file; 2 nothing to score or the model folder is not a detector.",
+        description="Score images with a detector. Exit status: 0 every file scored; 3 some files were unreadable "
+        "(listed with their reasons) or a path named no file; 2 nothing to score or the model folder is not a "
+        "detector.",
+        epilog=f"output columns (CSV header / JSON keys):\n{columns}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", help="image files, folders (recursive) or glob patterns")
     p.add_argument("--model", required=True, help="detector folder (model.safetensors + config.json)")
     p.add_argument("--out", help="output file (.csv or .jsonl); default: JSON lines on stdout")
     p.add_argument("--format", choices=("csv", "jsonl"))
-    p.add_argument("--maps", help="save per-scale evidence maps as PNG into this folder")
-    p.add_argument("--threshold", type=float, help="decision threshold (default: the detector's)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--maps", help="write an evidence figure (image + per-scale contribution maps, colour bar) and "
+                   "its raw arrays (.npz) per image into this folder")
+    p.add_argument("--threshold", type=float, help="decision threshold (default: the detector's calibrated "
+                   "threshold or unsure band)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="most images per forward pass (default: %(default)s); --pixel-budget bounds memory")
+    p.add_argument("--pixel-budget", type=int, default=DEFAULT_PIXEL_BUDGET, metavar="PIXELS",
+                   help="most processed pixels (all views x all scales) per forward pass; an image above it is "
+                   "scored alone (default: %(default)s; peak memory: benchmarks/detect_memory.py)")
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--no-progress", action="store_true")

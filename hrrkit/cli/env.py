@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key in ("hrrkit", "python", "platform", "torch", "triton", "diffusers", "cuda_available", "triton_usable"):
+    for key in ("hrrkit", "python", "platform", "torch", "triton", "diffusers", "cuda_available"):
         print(f"{key:>15}: {info[key]}")
+    print(f"{'fused kernels':>15}: {_kernel_status(info)}")
     if info["cuda_devices"]:
         print(f"{'cuda devices':>15}: {', '.join(info['cuda_devices'])}")
     if info["triton_problem"]:
@@ -49,9 +50,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'TRITON_INTERPRET':>15}: {info['triton_interpret']}")
     print(f"\nops on {device} (impl='auto'):")
     width = max([len(r["op"]) for r in info["ops"]] + [2])
-    for r in info["ops"]:
-        print(f"  {r['op']:<{width}}  {r['auto']:<9}  {r['why'] or r['summary']}")
+    reasons = [r["why"] or r["summary"] for r in info["ops"]]
+    shared = reasons[0] if reasons and all(w == reasons[0] for w in reasons) and len(reasons) > 1 else None
+    for r, why in zip(info["ops"], reasons):
+        print(f"  {r['op']:<{width}}  {r['auto']:<9}  {'' if shared else why}".rstrip())
+    if shared:
+        print(f"  (every op: {shared})")
     return 0
+
+
+def _kernel_status(info: dict) -> str:
+    """One line: can the fused Triton kernels run here, and if not, which path runs."""
+    if info["triton_problem"]:
+        return "Triton not usable (see 'triton problem'): reference path"
+    if info["cuda_available"]:
+        return "Triton importable, CUDA device present: fused kernels on CUDA tensors"
+    if info["triton_interpret"]:
+        return "Triton importable; no CUDA device; TRITON_INTERPRET=1: kernels run interpreted on CPU (slow, tests)"
+    return "Triton importable; no CUDA device: reference path"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -225,12 +225,18 @@ def grid_tiles(array: np.ndarray, size: int, max_tiles: int | None = None) -> np
     row-major tile list are kept (deterministic).
     """
     array = pad_to_min_size(array, size)
-    h, w = array.shape[:2]
-    windows = [(t, l) for t in tile_starts(h, size) for l in tile_starts(w, size)]
+    windows = tile_windows(*array.shape[:2], size, max_tiles)
+    return np.stack([array[t : t + size, l : l + size] for t, l in windows])
+
+
+def tile_windows(height: int, width: int, size: int, max_tiles: int | None = None) -> list[tuple[int, int]]:
+    """``(top, left)`` of the tiles :func:`grid_tiles` cuts from a ``height x width`` image that is
+    already padded to at least ``size`` (row-major; with ``max_tiles``, that many evenly spaced)."""
+    windows = [(t, l) for t in tile_starts(height, size) for l in tile_starts(width, size)]
     if max_tiles is not None and len(windows) > max_tiles:
         keep = np.linspace(0, len(windows) - 1, max_tiles).round().astype(int)
         windows = [windows[i] for i in keep]
-    return np.stack([array[t : t + size, l : l + size] for t, l in windows])
+    return windows
 
 
 def _hwc_to_tensor(array: np.ndarray) -> torch.Tensor:

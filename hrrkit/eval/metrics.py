@@ -285,7 +285,8 @@ def per_generator_metrics(
 
     Each generator's fakes are evaluated with the reals paired with it (see
     :func:`pair_reals_with_generator`). Fakes without a generator form the group ``unknown``. The
-    mean row averages each metric over generators, ignoring ``nan`` entries; its counts are sums.
+    mean row averages each metric over generators, ignoring ``nan`` entries; its counts are the
+    distinct images behind it (a real shared by several generators counts once).
     """
     y, s = _as_arrays(labels, scores)
     gens = [g if (g is not None or y[i] == 0) else unknown for i, g in enumerate(generators)]
@@ -295,15 +296,18 @@ def per_generator_metrics(
         raise ValueError(f"sources ({len(sources)}) and scores ({y.size}) differ in length")
     names = sorted({g for g, label in zip(gens, y) if label == 1 and g is not None})
     table: dict[str, MetricSet] = {}
+    used = np.zeros(y.size, dtype=bool)
     for name in names:
         mask = pair_reals_with_generator(y, gens, name, sources)
+        used |= mask
         table[name] = compute_metrics(y[mask], s[mask], threshold=threshold, oracle=oracle)
     if table:
-        table["mean"] = _mean_row(list(table.values()), threshold)
+        table["mean"] = _mean_row(list(table.values()), threshold, n_real=int((used & (y == 0)).sum()),
+                                  n_fake=int((used & (y == 1)).sum()))
     return table
 
 
-def _mean_row(rows: list[MetricSet], threshold: float) -> MetricSet:
+def _mean_row(rows: list[MetricSet], threshold: float, *, n_real: int, n_fake: int) -> MetricSet:
     def mean(key: str) -> float | None:
         values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
         finite = [v for v in values if not math.isnan(v)]
@@ -317,8 +321,8 @@ def _mean_row(rows: list[MetricSet], threshold: float) -> MetricSet:
     ]  # fmt: skip
     values = {k: mean(k) for k in keys}
     return MetricSet(
-        n_real=sum(r.n_real for r in rows),
-        n_fake=sum(r.n_fake for r in rows),
+        n_real=n_real,
+        n_fake=n_fake,
         threshold=float(threshold),
         oracle_acc=mean("oracle_acc"),
         oracle_threshold=None if rows[0].oracle_acc is None else math.nan,  # no single threshold
@@ -366,6 +370,70 @@ def calibrate_threshold(real_scores, target_fpr: float) -> ThresholdCalibration:
         threshold = just_above
     achieved = float((scores >= threshold).mean())
     return ThresholdCalibration(threshold, float(target_fpr), achieved, int(scores.size))
+
+
+@dataclass
+class UnsureBand:
+    """An abstain band ``[low, high)`` chosen on held-out data: ``real`` below ``low``, ``generated`` at
+    or above ``high``, ``unsure`` between. ``high`` keeps the reals' false-positive rate at most
+    ``target_fpr``, ``low`` the fakes' false-negative rate at most ``target_fnr``; when the two do not
+    overlap (well separated scores) the band is empty (``low == high``)."""
+
+    low: float
+    high: float
+    target_fpr: float
+    target_fnr: float
+    achieved_fpr: float
+    achieved_fnr: float
+    unsure_real: float
+    unsure_fake: float
+    n_real: int
+    n_fake: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def calibrate_unsure_band(real_scores, fake_scores, target_fpr: float, target_fnr: float) -> UnsureBand:
+    """The :class:`UnsureBand` for held-out ``real_scores`` and ``fake_scores`` (probabilities of
+    generated): ``high`` = :func:`calibrate_threshold` on the reals for ``target_fpr``; ``low`` the
+    mirror rule on the fakes (at most ``floor(target_fnr · m)`` of ``m`` fakes score below it, as high
+    as that allows). The achieved rates and the unsure fractions are measured on the same scores."""
+    reals = _to_numpy(real_scores).astype(np.float64).ravel()
+    fakes = _to_numpy(fake_scores).astype(np.float64).ravel()
+    if fakes.size == 0:
+        raise ValueError("calibrate_unsure_band needs at least one generated (fake) score")
+    if not 0.0 <= target_fnr < 1.0:
+        raise ValueError(f"target_fnr must be in [0, 1), got {target_fnr}")
+    high = calibrate_threshold(reals, target_fpr).threshold
+    low = -calibrate_threshold(-fakes, target_fnr).threshold
+    low = min(low, high)  # separated classes: no band
+    return UnsureBand(
+        low=float(low), high=float(high), target_fpr=float(target_fpr), target_fnr=float(target_fnr),
+        achieved_fpr=float((reals >= high).mean()), achieved_fnr=float((fakes < low).mean()),
+        unsure_real=float(((reals >= low) & (reals < high)).mean()),
+        unsure_fake=float(((fakes >= low) & (fakes < high)).mean()), n_real=int(reals.size), n_fake=int(fakes.size),
+    )
+
+
+def unsure_summary(labels, scores, band: Sequence[float]) -> dict[str, float]:
+    """How an abstain band ``(low, high)`` splits labelled scores: the unsure fraction (overall, of reals,
+    of fakes), accuracy on the decided images, and FPR/FNR counted over all reals/fakes (an unsure
+    image is neither a false positive nor a false negative)."""
+    y = _to_numpy(labels).astype(np.int64).ravel()
+    s = _to_numpy(scores).astype(np.float64).ravel()
+    low, high = float(band[0]), float(band[1])
+    unsure = (s >= low) & (s < high)
+    fake_pred = s >= high
+    decided = ~unsure
+    real, fake = y == 0, y == 1
+    mean = lambda mask: float(mask.mean()) if mask.size else float("nan")  # noqa: E731
+    return {
+        "low": low, "high": high, "unsure_fraction": mean(unsure),
+        "unsure_real": mean(unsure[real]), "unsure_fake": mean(unsure[fake]),
+        "decided_accuracy": mean((fake_pred == (y == 1))[decided]),
+        "fpr": mean(fake_pred[real]), "fnr": mean((s < low)[fake]), "n": int(y.size),
+    }
 
 
 def format_table(table: dict[str, MetricSet], *, digits: int = 4) -> str:

@@ -67,7 +67,8 @@ def predict_dataset(
     was_training = model.training
     model.eval()
     loader = DataLoader(
-        dataset, batch_sampler=SizeBucketBatchSampler(dataset.header_sizes(), batch_size), collate_fn=collate_samples,
+        dataset, batch_sampler=SizeBucketBatchSampler(dataset.header_sizes(), batch_size),
+        collate_fn=getattr(dataset, "collate", collate_samples),  # cached retrospection batches its own views
         num_workers=num_workers,
     )
     skip_log = skip_log if skip_log is not None else SkipLog()
@@ -124,7 +125,27 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[t
 
 
 # the columns of a detection row, in output order (``maps`` only when maps are written)
-DETECTION_FIELDS = ("path", "score", "label", "threshold", "scale_scores", "error")
+DETECTION_FIELDS = ("path", "score", "label", "threshold", "scale_scores", "note", "error")
+
+# what each column means: `hrrkit detect --help`, docs/cli.md and the tests read this one text
+DETECTION_FIELD_DOCS = {
+    "path": "the file, as found",
+    "score": "probability that the image is generated: sigmoid of the head applied to the descriptor "
+             "fused across scales (the mean of the per-scale descriptors; tiles averaged in logit space)",
+    "label": "generated if score >= threshold, else real; with a calibrated unsure band (low, high): "
+             "real below low, generated at or above high, unsure between",
+    "threshold": "the decision threshold used (or low..high of the unsure band)",
+    "scale_scores": "{scale: sigmoid(head(that scale's descriptor alone))}, what the scale-consistency "
+                    "term compares in training; the head is non-linear, so score is not their mean and can "
+                    "lie outside their range: read them as agreement between scales, not as parts of score",
+    "note": "warnings for this image (scales that collapsed to one view, a tiny image), '; '-separated",
+    "error": "why the file could not be scored (then score, label and scale_scores are empty)",
+    "maps": "with --maps: the evidence figure (PNG) and its raw arrays (NPZ)",
+}
+
+# processed pixels (all views x all scales) per forward pass; an image above the budget is scored
+# alone. Peak memory against image size: benchmarks/detect_memory.py
+DEFAULT_PIXEL_BUDGET = 12_000_000
 
 
 @dataclass
@@ -135,8 +156,8 @@ class Detections:
         rows: one dict per file, in the order the files were given: ``path``, ``score``
             (probability of generated), ``label`` (``generated``/``real``), ``threshold``,
             ``scale_scores`` (``{scale: score}``), ``error`` (``None``, or why the file was
-            unreadable — then score, label and scale_scores are ``None``) and, with maps, ``maps``
-            (the written PNG paths).
+            unreadable — then score, label and scale_scores are ``None``), ``note`` (warnings,
+            ``"; "``-joined, ``""`` when none) and, with maps, ``maps`` (the written PNG and NPZ).
         missing: ``(argument, why)`` for each path argument that named no file.
         threshold: the decision threshold used.
     """
@@ -153,29 +174,42 @@ class Detections:
     def scored(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["error"] is None]
 
+    @property
+    def noted(self) -> list[dict[str, Any]]:
+        """Scored rows that carry a warning (collapsed scales, tiny images)."""
+        return [r for r in self.scored if r["note"]]
+
 
 def detect_files(
-    detector, paths: Sequence[str | os.PathLike], *, threshold: float | None = None, batch_size: int = 8,
-    maps_dir: str | os.PathLike | None = None, strict: bool = False, progress: bool = False,
+    detector, paths: Sequence[str | os.PathLike], *, threshold: float | None = None, batch_size: int = 16,
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET, maps_dir: str | os.PathLike | None = None, strict: bool = False,
+    progress: bool = False,
 ) -> Detections:
     """Score image files, folders (recursive) and glob patterns with ``detector`` (an
-    :class:`~hrrkit.models.detector.HRRDetector`), ``batch_size`` images per forward pass.
+    :class:`~hrrkit.models.detector.HRRDetector`).
 
-    Unreadable files become rows with an ``error`` (``strict``: scoring stops at the first one);
-    with ``maps_dir``, per-scale evidence maps are written there as ``<file name>_scale<s>.png``.
+    A forward pass takes at most ``batch_size`` images and at most ``pixel_budget`` processed pixels
+    (every view at every scale, :meth:`~hrrkit.models.detector.HRRDetector.view_pixels`), so memory
+    stays bounded whatever the image sizes; an image over the budget goes alone. Unreadable files
+    become rows with an ``error`` (``strict``: scoring stops at the first one); with ``maps_dir``, an
+    evidence figure and its arrays are written there as ``<file name>_evidence.png`` / ``.npz``.
     """
     from tqdm.auto import tqdm
 
     from hrrkit.data.io import ImageLoadError, load_image
+    from hrrkit.eval.evidence import MAPS_CAPTION, MAPS_UNIT, save_evidence
 
-    if batch_size < 1:
-        raise ValueError(f"detect_files: batch_size must be >= 1, got {batch_size}")
+    if batch_size < 1 or pixel_budget < 1:
+        raise ValueError(f"detect_files: batch_size and pixel_budget must be >= 1, got {batch_size}, {pixel_budget}")
     files, missing = expand_paths(paths)
-    threshold = detector.config.threshold if threshold is None else float(threshold)
-    result = Detections(missing=missing, threshold=threshold)
+    band = detector.config.unsure if threshold is None else None
+    shown_threshold = f"{band[0]:g}..{band[1]:g}" if band is not None else (
+        detector.config.threshold if threshold is None else float(threshold))
+    result = Detections(missing=missing, threshold=shown_threshold)
     maps_dir = Path(maps_dir) if maps_dir is not None else None
     rows: dict[str, dict[str, Any]] = {}
     pending: list[tuple[Path, Any]] = []
+    pending_pixels = 0
     map_stems: set[str] = set()
 
     def map_stem(path: Path) -> str:
@@ -188,27 +222,34 @@ def detect_files(
         return stem
 
     def flush() -> None:
+        nonlocal pending_pixels
         if not pending:
             return
         preds = detector.predict([img for _, img in pending], threshold=threshold, with_maps=maps_dir is not None)
         for (path, _), pred in zip(pending, preds):
-            row = {"path": str(path), "score": pred["score"], "label": pred["label"], "threshold": threshold,
-                   "scale_scores": pred["scale_scores"], "error": None}
+            row = {"path": str(path), "score": pred["score"], "label": pred["label"], "threshold": shown_threshold,
+                   "scale_scores": pred["scale_scores"], "note": "; ".join(pred["notes"]), "error": None}
             if maps_dir is not None:
-                row["maps"] = detector.save_evidence_maps(pred, maps_dir, map_stem(path))
+                pred["maps_unit"], pred["maps_caption"] = MAPS_UNIT, MAPS_CAPTION
+                row["maps"] = save_evidence(pred, maps_dir, map_stem(path), title=path.name)
             rows[str(path)] = row
         pending.clear()
+        pending_pixels = 0
 
     for path in tqdm(files, desc="detect", unit="image", disable=not progress):
         try:
             img = load_image(path, max_pixels=detector.config.input.max_pixels)
         except ImageLoadError as exc:
-            rows[str(path)] = {"path": str(path), "score": None, "label": None, "threshold": threshold,
-                               "scale_scores": None, "error": f"{type(exc).__name__}: {exc.reason}"}
+            rows[str(path)] = {"path": str(path), "score": None, "label": None, "threshold": shown_threshold,
+                               "scale_scores": None, "note": "", "error": f"{type(exc).__name__}: {exc.reason}"}
             if strict:
                 break
             continue
+        cost = detector.view_pixels(*img.size)
+        if pending and pending_pixels + cost > pixel_budget:
+            flush()
         pending.append((path, img))
+        pending_pixels += cost
         if len(pending) >= batch_size:
             flush()
     flush()

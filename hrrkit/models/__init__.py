@@ -2,14 +2,33 @@
 
 from hrrkit.models.backbones import available_backbones, build_backbone, register_backbone
 from hrrkit.models.checkpoint import CheckpointError, save_detector
-from hrrkit.models.config import ConfigError, DetectorConfig
+from hrrkit.models.config import (
+    BackboneConfig,
+    ConfigError,
+    DetectorConfig,
+    HeadConfig,
+    InputConfig,
+    LineEnhancementConfig,
+    LossConfig,
+    RescaleConfig,
+    RetrospectorConfig,
+    StyleConfig,
+)
 from hrrkit.models.detector import DetectorOutput, HRRDetector, load_detector
 from hrrkit.models.presets import list_presets, preset_config, register_preset
 
 __all__ = [
+    "BackboneConfig",
     "CheckpointError",
     "ConfigError",
     "DetectorConfig",
+    "HeadConfig",
+    "InputConfig",
+    "LineEnhancementConfig",
+    "LossConfig",
+    "RescaleConfig",
+    "RetrospectorConfig",
+    "StyleConfig",
     "DetectorOutput",
     "HRRDetector",
     "available_backbones",

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hrrkit.data.io import DEFAULT_MAX_PIXELS
+
 
 class ConfigError(ValueError):
     """A config field is unknown, missing or has a bad value; the message names it."""
@@ -44,7 +46,7 @@ class InputConfig:
     max_tiles: int | None = 16
     reencode: str | None = None
     augment: str = "none"
-    max_pixels: int = 178_956_970
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         from hrrkit.data.dataset import AUGMENTATION_PRESETS, INPUT_POLICIES, ReEncode
@@ -245,7 +247,13 @@ class DetectorConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     threshold: float = 0.5
+    unsure: tuple[float, ...] | None = None
     calibration: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.unsure is not None:
+            if len(self.unsure) != 2 or not 0.0 <= self.unsure[0] <= self.unsure[1] <= 1.0:
+                raise ConfigError(f"unsure={list(self.unsure)}: give [low, high] with 0 <= low <= high <= 1, or null")
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -332,7 +340,10 @@ FIELD_DOCS: dict[str, str] = {
     "loss.sparsity": "Weight λ_S of the group-sparsity penalty Σ_j τ_j‖β_j‖₂.",
     "threshold": "Decision threshold on the score (probability of generated); `hrrkit eval --calibrate-fpr "
                  "--save-threshold` sets it.",
-    "calibration": "How `threshold` was calibrated (target and achieved FPR, number of reals, data); `null` = not calibrated.",
+    "unsure": "Abstain band `[low, high]` on the score: `real` below low, `generated` at or above high, `unsure` "
+              "between; `hrrkit eval --calibrate-fpr --calibrate-fnr --save-threshold` sets it; `null` = one threshold.",
+    "calibration": "How `threshold` (and `unsure`) were calibrated (target and achieved FPR/FNR, numbers of "
+                   "images, data); `null` = not calibrated.",
 }
 
 
@@ -434,7 +445,8 @@ def from_plain(cls: type, data: dict[str, Any], where: str) -> Any:
     try:
         return cls(**kwargs)
     except ConfigError as exc:  # a section's own check names "section.field"; put the file/prefix first
-        raise ConfigError(f"{where.rsplit('.', 1)[0] if '.' in where else where}: {exc}") from None
+        head, _, tail = where.rpartition(".")
+        raise ConfigError(f"{head if head and str(exc).startswith(tail + '.') else where}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -105,100 +103,152 @@ class HRRDetector(HubMixin, nn.Module):
 
     # ------------------------------------------------------------------ inference
 
-    def preprocess(self, image: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
-        """One image → ``(T, 3, s, s)`` views under the config's evaluation input policy (T = 1 for
-        crops, the tiles for ``tiles``; ``native`` keeps the whole image, ``(1, 3, H, W)``)."""
-        from hrrkit.data.dataset import apply_input_policy
+    def _as_pil(self, image: Image.Image | str | os.PathLike | torch.Tensor) -> Image.Image:
+        """A PIL RGB image from a PIL image, a path (read with the config's pixel limit) or a
+        ``(3, H, W)`` tensor in [-1, 1]."""
         from hrrkit.data.io import load_image
 
-        inp = self.config.input
         if isinstance(image, torch.Tensor):
             if image.dim() != 3 or image.shape[0] != 3:
                 raise ValueError(f"predict: a tensor image must be (3, H, W) in [-1, 1], got {tuple(image.shape)}")
             array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
             image = Image.fromarray(array)
         elif not isinstance(image, Image.Image):
-            image = load_image(image, max_pixels=inp.max_pixels)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        out = apply_input_policy(image, inp.eval_policy, inp.crop_size, inp.max_tiles)
+            image = load_image(image, max_pixels=self.config.input.max_pixels)
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+    def preprocess(self, image: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
+        """One image → ``(T, 3, s, s)`` views under the config's evaluation input policy (T = 1 for
+        crops, the tiles for ``tiles``; ``native`` keeps the whole image, ``(1, 3, H, W)``)."""
+        from hrrkit.data.dataset import apply_input_policy
+
+        inp = self.config.input
+        out = apply_input_policy(self._as_pil(image), inp.eval_policy, inp.crop_size, inp.max_tiles)
         return out if out.dim() == 4 else out[None]
 
-    @torch.no_grad()
     def predict(
         self, images: list[Any], *, threshold: float | None = None, with_maps: bool = False
     ) -> list[dict[str, Any]]:
         """Score images (PIL images, paths or ``(3, H, W)`` tensors in [-1, 1]).
 
-        Returns one dict per image: ``score`` (probability of generated), ``label``
-        (``"generated"`` or ``"real"`` at ``threshold``, default the config's), ``scale_scores``
-        (per scale, ``{scale: score}``) and, with ``with_maps``, ``maps`` (per scale an (h, w)
-        numpy evidence map: the backbone features' energy, averaged over the image's views).
+        Returns one dict per image:
+
+        * ``score`` — probability of generated: sigmoid of the head applied to the descriptor fused
+          across scales (tiles averaged in logit space);
+        * ``label`` — ``"generated"`` (score ≥ ``threshold``, default the config's) or ``"real"``;
+          with a calibrated ``config.unsure`` band ``(low, high)`` and no explicit ``threshold``,
+          ``"real"`` below ``low``, ``"generated"`` at or above ``high``, ``"unsure"`` between;
+        * ``scale_scores`` — ``{scale: sigmoid(head(descriptor of that scale alone))}``: what the
+          scale-consistency KL compares in training. The head is non-linear, so ``score`` is not their
+          mean and can lie outside their range;
+        * ``notes`` — plain-language warnings (scales that collapsed to one view, a tiny image);
+        * with ``with_maps``: ``maps`` (``{scale: (h, w) float32}`` per-location contribution to the
+          logit, see :mod:`hrrkit.models.evidence`) and ``canvas`` (the ``(H, W, 3)`` uint8 image the
+          maps lie on).
         """
+        from hrrkit.eval.predict import image_probabilities
+
         was_training = self.training
         self.eval()
-        threshold = self.config.threshold if threshold is None else threshold
         device = next(self.parameters()).device
-        views = [self.preprocess(img) for img in images]
+        pil = [self._as_pil(img) for img in images]
+        views = [self.preprocess(img) for img in pil]
         owners = torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(views)])
         same = len({tuple(v.shape[1:]) for v in views}) == 1
         batch: torch.Tensor | list[torch.Tensor] = torch.cat(views).to(device) if same else [
             t.to(device) for v in views for t in v]
-        out = self(batch)
+        try:
+            if with_maps:
+                with torch.enable_grad():
+                    out = self(batch)
+                    feats = [f for group in out.msr.features for f in group]
+                    flat = torch.autograd.grad(out.logits.sum(), feats, allow_unused=True) if any(
+                        f.requires_grad for f in feats) else [None] * len(feats)
+                grads, k = [], 0
+                for group in out.msr.features:
+                    grads.append(list(flat[k : k + len(group)]))
+                    k += len(group)
+            else:
+                with torch.no_grad():
+                    out = self(batch)
+        finally:
+            self.train(was_training)
         n = len(images)
-
-        from hrrkit.eval.predict import image_probabilities
-
         scores = image_probabilities(out.logits, owners, n).cpu().tolist()
         scale_scores = [image_probabilities(sl, owners, n).cpu().tolist() for sl in out.scale_logits]
+        notes = self._scale_notes(out.msr, owners, [img.size for img in pil])
+        if with_maps:
+            from hrrkit.models.evidence import contribution_maps, view_layout
+
+            inp = self.config.input
+            layouts = [view_layout(img, inp.eval_policy, inp.crop_size, inp.max_tiles) for img in pil]
+            maps = contribution_maps(out.msr, grads, owners, layouts)
         results = []
         for i in range(n):
             r = {
-                "score": scores[i], "label": "generated" if scores[i] >= threshold else "real",
+                "score": scores[i], "label": self.label_for(scores[i], threshold),
                 "scale_scores": {f"{s:g}": scale_scores[k][i] for k, s in enumerate(out.msr.scales)},
+                "notes": notes[i],
             }
             if with_maps:
-                r["maps"] = self._evidence_maps(out.msr, owners, i)
+                r["maps"] = maps[i]
+                r["canvas"] = layouts[i].canvas
             results.append(r)
-        self.train(was_training)
         return results
 
-    def _evidence_maps(self, msr, owners: torch.Tensor, image: int) -> dict[str, np.ndarray]:
-        """Per scale, the mean over views of the feature energy ‖F(x)‖² per location, normalised to [0, 1]."""
-        maps = {}
-        for k, scale in enumerate(msr.scales):
-            acc = None
-            for feats, idx in zip(msr.features[k], msr.image_index[k]):
-                view_owner = owners.to(idx.device)[idx]
-                sel = (view_owner == image).nonzero().flatten()
-                if sel.numel() == 0:
-                    continue
-                energy = feats[sel].float().pow(2).mean(1).mean(0)
-                acc = energy if acc is None else acc + F.interpolate(energy[None, None], size=acc.shape)[0, 0]
-            if acc is not None:
-                acc = acc - acc.min()
-                acc = acc / acc.max().clamp_min(1e-12)
-                maps[f"{scale:g}"] = acc.cpu().numpy()
-        return maps
+    def view_pixels(self, width: int, height: int) -> int:
+        """Pixels the detector processes for a ``width x height`` image: the views of its evaluation
+        input policy at every scale (what memory grows with; :func:`hrrkit.eval.predict.detect_files`
+        batches by this)."""
+        from hrrkit.data.dataset import tile_windows
 
-    @staticmethod
-    def save_evidence_maps(prediction: dict[str, Any], folder: str | os.PathLike, stem: str) -> list[str]:
-        """Write ``prediction["maps"]`` as PNGs ``<stem>_scale<s>.png`` (nearest upsampling to ≥ 64 px)."""
-        from hrrkit.utils.atomic import atomic_path
+        inp, rescale = self.config.input, self.msr.rescale
+        if inp.eval_policy == "native":
+            views = [(height, width)]
+        elif inp.eval_policy == "tiles":
+            c = inp.crop_size
+            views = [(c, c)] * len(tile_windows(max(height, c), max(width, c), c, inp.max_tiles))
+        else:
+            views = [(inp.crop_size, inp.crop_size)]
+        total = 0
+        for vh, vw in views:
+            for scale in rescale.scales:
+                sh, sw = rescale.scaled_size(vh, vw, scale)
+                total += sh * sw
+        return total
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for scale, m in prediction.get("maps", {}).items():
-            img = Image.fromarray((np.clip(m, 0, 1) * 255).astype(np.uint8), mode="L")
-            factor = max(1, 64 // max(1, min(img.size)))
-            img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
-            path = folder / f"{stem}_scale{scale}.png"
-            with atomic_path(path) as tmp:
-                img.save(tmp, format="PNG")
-            written.append(str(path))
-        return written
+    def label_for(self, score: float, threshold: float | None = None) -> str:
+        """``"generated"``/``"real"`` at ``threshold``; without one, the config's ``unsure`` band when it
+        is set (``"unsure"`` inside it), else the config's threshold."""
+        if threshold is None and self.config.unsure is not None:
+            low, high = self.config.unsure
+            return "real" if score < low else "generated" if score >= high else "unsure"
+        threshold = self.config.threshold if threshold is None else threshold
+        return "generated" if score >= threshold else "real"
 
+    def _scale_notes(self, msr, owners: torch.Tensor, sizes: list[tuple[int, int]]) -> list[list[str]]:
+        """Per image, warnings a user should read next to the score: scales that give one and the same
+        view (the size cap or floor), and images too small to carry much evidence."""
+        notes: list[list[str]] = [[] for _ in sizes]
+        first_view = {}
+        for v, i in enumerate(owners.tolist()):
+            first_view.setdefault(i, v)
+        rescale = self.msr.rescale
+        for i, (w, h) in enumerate(sizes):
+            v = first_view[i]
+            by_size: dict[tuple[int, int], list[str]] = {}
+            for s, scale in enumerate(msr.scales):
+                by_size.setdefault(tuple(msr.scaled_sizes[s][v]), []).append(f"{scale:g}")
+            for (vh, vw), names in by_size.items():
+                if len(names) > 1:
+                    why = (f"the {rescale.max_side}-px cap on the longer side" if max(vh, vw) >= rescale.max_side
+                           else f"the {rescale.min_side}-px floor on the shorter side")
+                    notes[i].append(f"scales {', '.join(names)} give the same {vw}x{vh} view ({why}): their "
+                                    "scores are not independent evidence")
+            if min(w, h) < 8:
+                notes[i].append(f"{w}x{h} image: too small for the detector to see texture; the score is "
+                                "close to a guess")
+        return notes
 
 def load_detector(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> HRRDetector:
     """Load a detector folder written by :func:`hrrkit.models.checkpoint.save_detector` (safetensors

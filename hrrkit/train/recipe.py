@@ -190,6 +190,10 @@ def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
             val_idx.update(members[:n_val])
         val = [s for i, s in enumerate(train) if i in val_idx]
         train = [s for i, s in enumerate(train) if i not in val_idx]
+        if int(os.environ.get("RANK", "0")) == 0:
+            where = f"no {data.val_split!r} split in {data.root}" if data.val_split else "val_split is null"
+            print(f"validation: {where}; {len(val)} training images "
+                  f"({data.val_fraction:.0%} of each class, seed {seed}) are held out for validation", flush=True)
     return {"train": train, "val": val, "test": test}
 
 
@@ -218,6 +222,7 @@ def run_training(config: RunConfig, *, resume: bool = True, progress: bool = Tru
                                progress=progress, desc="test")
         write_report(pred, Path(config.output_dir) / "test_report", threshold=best.config.threshold,
                      title=f"{config.detector.name} on {Path(config.data.root).name} (test split)")
+        print(f"test report: {Path(config.output_dir) / 'test_report' / 'report.md'}", flush=True)
     return result
 
 

@@ -179,7 +179,8 @@ def _batch_sampler(sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> Si
 def _loader(dataset: ImageDataset, sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> DataLoader:
     dataset.set_epoch(epoch)
     return DataLoader(
-        dataset, batch_sampler=_batch_sampler(sizes, config, dist=dist, epoch=epoch), collate_fn=collate_samples,
+        dataset, batch_sampler=_batch_sampler(sizes, config, dist=dist, epoch=epoch),
+        collate_fn=getattr(dataset, "collate", collate_samples),  # cached retrospection batches its own views
         num_workers=config.num_workers, persistent_workers=False,
     )
 
@@ -471,6 +472,11 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
             state["history"].append(record)
             _save_epoch_checkpoint(run_dir, model, optimizer, scheduler, scaler, state, config.keep_checkpoints)
             log(record)
+            # one console line per epoch (log.jsonl counts epochs from 0, people from 1: both shown)
+            val = record.get("val_ap")
+            val_text = "" if val is None else (f", val AP {val:.4f}" if not math.isnan(val) else ", val AP n/a")
+            print(f"epoch {epoch + 1}/{config.epochs} (log.jsonl epoch {epoch}): train loss "
+                  f"{record['train_loss']:.4f}{val_text}{' (best so far)' if improved else ''}", flush=True)
             if skip_log:
                 skip_log.write(run_dir / "skipped_files.json")
             if on_epoch_end is not None:

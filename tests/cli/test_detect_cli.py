@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hrrkit.cli import main
@@ -80,16 +81,21 @@ def test_detect_csv_globs_threshold_and_maps(tmp_path, trained):
         rows = list(csv.DictReader(fh))
     n_files = len(list(test_real.glob("*.png"))) + len(list(test_fake.rglob("*.png"))) + 2
     assert len(rows) == n_files
-    assert list(rows[0]) == ["path", "score", "label", "threshold", "scale_scores", "error", "maps"]
+    assert list(rows[0]) == ["path", "score", "label", "threshold", "scale_scores", "note", "error", "maps"]
     for r in rows:
         assert float(r["threshold"]) == 0.5 and r["error"] == ""
         assert r["label"] == ("generated" if float(r["score"]) >= 0.5 else "real")
         assert set(json.loads(r["scale_scores"])) == {"0.5", "1", "2"}
-        pngs = r["maps"].split(";")
-        assert len(pngs) == 3 and all(Path(p).is_file() for p in pngs)
-    assert len({p for r in rows for p in r["maps"].split(";")}) == 3 * n_files  # no map overwritten
-    img = Image.open(rows[0]["maps"].split(";")[1])
-    assert img.mode == "L" and min(img.size) >= 1
+        figure, arrays = r["maps"].split(";")
+        assert figure.endswith("_evidence.png") and arrays.endswith("_evidence.npz")
+        assert Path(figure).is_file() and Path(arrays).is_file()
+    assert len({p for r in rows for p in r["maps"].split(";")}) == 2 * n_files  # no map overwritten
+    img = Image.open(rows[0]["maps"].split(";")[0])
+    assert img.mode == "RGB" and min(img.size) >= 64
+    with np.load(rows[0]["maps"].split(";")[1]) as npz:
+        assert {"map_0.5", "map_1", "map_2", "canvas", "score"} <= set(npz.files)
+        assert float(npz["score"]) == pytest.approx(float(rows[0]["score"]))
+        assert npz["map_2"].size > npz["map_0.5"].size  # feature resolution grows with the scale
     # the trained detector separates the test fakes from the test reals
     labels = ["/fake/" in r["path"] for r in rows if "/twins/" not in r["path"]]
     scores = [float(r["score"]) for r in rows if "/twins/" not in r["path"]]
@@ -110,3 +116,14 @@ def test_detect_reports_bad_arguments(tmp_path, trained, capsys):
     assert json.loads(captured.out.splitlines()[0])["path"] == str(image) and "gone.png" in captured.err
     assert main(["detect", str(image), "--model", str(tmp_path), "--no-progress"]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_detect_help_explains_batching_and_every_column(capsys):
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size N most images per forward pass (default: 16)" in text
+    assert "--pixel-budget PIXELS" in text and "(default: 12000000" in text
+    for column in ("score", "label", "scale_scores", "note", "error"):
+        assert f" {column} " in text
+    assert "not their mean" in text and "unsure" in text

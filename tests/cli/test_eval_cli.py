@@ -131,3 +131,32 @@ def test_perturb_writes_robustness_tables_and_plot(tmp_path, trained):
         assert json.loads((out / "perturb" / name / "report.json").read_text())["n_images"] > 0
     # a blur of σ = 1 px wipes out the period-2 artefact the detector relies on
     assert data["perturbations"]["blur:1"]["ap"] < data["clean"]["ap"]
+
+
+def test_calibrate_fnr_stores_an_unsure_band_that_detect_uses(tmp_path, trained, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    assert main(["eval", str(trained["data"]), "--model", str(model), "--split", "test", "--out", str(tmp_path / "e"),
+                 "--calibrate-fpr", "0.2", "--calibrate-fnr", "0.2", "--calibrate-on", str(trained["data"] / "val"),
+                 "--save-threshold", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "unsure band [" in out and "of images unsure" in out
+    config = json.loads((model / "config.json").read_text())["config"]
+    low, high = config["unsure"]
+    band = config["calibration"]["unsure"]
+    assert 0.0 <= low <= high <= 1.0 and band["achieved_fpr"] <= 0.2 and band["achieved_fnr"] <= 0.2
+    assert config["threshold"] == pytest.approx(high)
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["context"]["unsure"]["low"] == pytest.approx(low)
+    # detect labels with the band: real below low, generated at or above high, unsure between
+    assert main(["detect", str(trained["data"] / "test"), "--model", str(model), "--out", str(tmp_path / "d.jsonl"),
+                 "--no-progress"]) in (0, 3)
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    for r in rows:
+        expected = "real" if r["score"] < low else "generated" if r["score"] >= high else "unsure"
+        assert r["label"] == expected and r["threshold"] == f"{low:g}..{high:g}"
+    # --calibrate-fnr without --calibrate-fpr is refused with the reason
+    assert main(["eval", str(trained["data"]), "--model", str(model), "--calibrate-fnr", "0.1", "--no-progress"]) == 2
+    assert "--calibrate-fnr" in capsys.readouterr().err

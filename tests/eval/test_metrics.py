@@ -133,6 +133,8 @@ def test_per_generator_pairs_each_generator_with_its_reals():
     # b: fake 0.7 + reals (b: 0.8, shared 0.3, 0.4): one real above the fake
     assert table["b"].roc_auc == pytest.approx(2 / 3)
     assert table["unknown"].n_fake == 1 and table["unknown"].roc_auc == 0.0
+    # the mean row counts each image once: 4 distinct reals (2 shared by a, b and unknown), 3 fakes
+    assert (table["mean"].n_real, table["mean"].n_fake) == (4, 3)
     assert table["mean"].roc_auc == pytest.approx((1 + 2 / 3 + 0) / 3)
     expected = compute_metrics([0, 1, 0, 0], [0.8, 0.7, 0.3, 0.4])
     assert table["b"].ap == pytest.approx(expected.ap)
