@@ -3,8 +3,9 @@
 :func:`build_wild_benchmark` writes, under one folder per (mode, seed, recipe)::
 
     <root>/<key>/
-        manifest.csv        path,label,generator,split,source,scene,native_height,native_width,
-                            history,height,width,seed,origin_sha256,sha256
+        manifest.csv        path,label,generator,split,source,scene,crop,native_height,native_width,
+                            history,height,width,seed,origin_sha256,sha256 (crop: where a real
+                            crop, or the crop a fake regenerates, was cut; history: WebP quality)
         build.json          config, cache-key inputs, counts, timings, versions; written last, so its
                             presence marks a complete build
         train/real/00000.png
@@ -92,7 +93,7 @@ __all__ = [
 ]
 
 #: Bump when anything that changes the bytes of a build changes (part of the cache key).
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 SPLITS = ("train", "val", "test_generators", "test_edited")
 
@@ -109,7 +110,7 @@ TEST_CROP_SHRINK = 2
 
 _MAX_REDRAWS = 64
 _MANIFEST_COLUMNS = (
-    "path", "label", "generator", "split", "source", "scene", "native_height", "native_width",
+    "path", "label", "generator", "split", "source", "scene", "crop", "native_height", "native_width",
     "history", "height", "width", "seed", "origin_sha256", "sha256",
 )
 
@@ -259,6 +260,17 @@ class _Crop:
     left: int
     side: int
     flip: bool
+
+    def to_text(self) -> str:
+        """The manifest's ``crop`` cell: ``<photo>@short<S>+<top>+<left>/<side>[/flip]``."""
+        return f"{self.photo}@short{self.short_side}+{self.top}+{self.left}/{self.side}" + ("/flip" if self.flip else "")
+
+    @classmethod
+    def from_text(cls, text: str) -> _Crop:
+        photo, rest = text.split("@short", 1)
+        parts = rest.split("/")
+        short_side, top, left = (int(v) for v in parts[0].split("+"))
+        return cls(photo, short_side, top, left, int(parts[1]), len(parts) > 2 and parts[2] == "flip")
 
 
 @dataclass(frozen=True)
@@ -436,6 +448,29 @@ class WildBenchmark:
             out[row["split"]][name] = out[row["split"]].get(name, 0) + 1
         return out
 
+    def reproduce(self, record: dict[str, str], *, real_dirs: Sequence[str | os.PathLike] | None = None) -> bytes:
+        """The PNG bytes of a manifest row made again from what the row records.
+
+        A real crop is cut again from its photograph (``crop``) and passed through the chain with its
+        ``history`` quality; a thumbnail is read again; a regenerated fake runs its regenerator on
+        its crop alone (batched float rounding may then differ from the build in the last bit on
+        some CPUs; reals and thumbnails are byte-exact). A user photograph needs ``real_dirs``.
+        """
+        photos = {p.name: p for p in source_photographs(None)}
+        photos.update({p.name: p for p in user_photographs(real_dirs)})
+        history = None if record["history"] == "shipped-webp" else int(record["history"].removeprefix("webp-q"))
+        if record["source"].startswith("comfyui:"):
+            pool = TEXT_TO_IMAGE if record["split"] == "test_generators" else EDITED
+            return finalize(_square(load_thumbnail(pool[record["source"].split(":", 1)[1]])), None, self.config.size)
+        crop = _Crop.from_text(record["crop"])
+        if crop.photo not in photos:
+            raise KeyError(f"{record['path']}: photograph {crop.photo!r} is not in the catalogue; pass the real_dirs it came from")
+        native = _render_crop(crop, photos)
+        if record["label"] == "1":
+            rng = np.random.default_rng(np.random.SeedSequence([int(record["seed"])]))
+            native = wild_regenerators.regenerate(record["generator"], native[None], rng)[0]
+        return finalize(native, history, self.config.size)
+
     def verify(self) -> list[str]:
         """Problems on disk (missing files, SHA-256 mismatches, a scene in two splits); [] if none."""
         return _verify(self.root) + _check_disjoint(self.records())
@@ -573,7 +608,8 @@ def _build_into(folder: Path, config: WildConfig, seed: int, pools: dict[str, li
         origin = item.thumbnail.sha256 if item.thumbnail else photos[item.crop.photo].sha256
         rows[item.relpath] = {
             "path": item.relpath, "label": item.label, "generator": item.generator or "", "split": item.split,
-            "source": item.source, "scene": item.scene, "native_height": native.shape[0],
+            "source": item.source, "scene": item.scene, "crop": item.crop.to_text() if item.crop else "",
+            "native_height": native.shape[0],
             "native_width": native.shape[1], "history": f"webp-q{history}" if history else "shipped-webp",
             "height": config.size, "width": config.size, "seed": item.seed, "origin_sha256": origin,
             "sha256": _sha256(data),
