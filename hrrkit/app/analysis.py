@@ -5,8 +5,8 @@ Everything here is plain Python (no Gradio), so the web page, the HTTP API and t
 * :func:`score_uploads` — score files with :func:`hrrkit.eval.predict.detect_files`, the function
   ``hrrkit detect`` uses (the same loader under the detector's pixel limit, the same ``predict``); an
   unreadable file becomes a row with the loader's message instead of an exception.
-* :func:`evidence_figure` — the main scale's evidence map over the view the detector saw, with a
-  colour bar and a caption that says what bright means.
+* :func:`evidence_figure` — the evidence maps (contribution to the logit per location, every scale)
+  over the image, with a colour bar and a caption: the figure ``hrrkit detect --maps`` writes.
 * :func:`retrospection_figure` — the line-enhanced input, the retrospector's reconstruction and the
   residual the backbone sees, at the main scale.
 """
@@ -81,9 +81,10 @@ def score_uploads(detector: Any, files: Sequence[tuple[str, str | os.PathLike | 
     ``error`` = ``"<ErrorClass>: <reason>"`` and ``score``/``verdict`` ``None``. ``verdict`` is the
     row's label (``real``/``generated``, or ``unsure`` inside a calibrated band).
 
-    With ``with_maps``, each readable image is decoded again and ``detector.predict(...,
-    with_maps=True)`` gives the evidence arrays the figures draw (``ImageResult.prediction``).
-    Returns one :class:`ImageResult` per file, in order.
+    With ``with_maps``, ``detect_files`` also writes its evidence figure and arrays (``--maps``) into
+    the temporary folder, in the same forward pass; they are read back into
+    ``ImageResult.prediction`` (``evidence_png`` bytes, ``maps`` ``{scale: (h, w) float32}``,
+    ``canvas``) before the folder is removed. Returns one :class:`ImageResult` per file, in order.
     """
     from hrrkit.data.io import ImageLoadError, load_image
     from hrrkit.eval.predict import detect_files
@@ -100,7 +101,8 @@ def score_uploads(detector: Any, files: Sequence[tuple[str, str | os.PathLike | 
             else:
                 path = Path(source)
             paths.append(path)
-        detections = detect_files(detector, paths)
+        maps_dir = Path(tmp) / "maps" if with_maps else None
+        detections = detect_files(detector, paths, maps_dir=maps_dir)
         by_path = {row["path"]: row for row in detections.rows}
         missing = dict(detections.missing)
         results: list[ImageResult] = []
@@ -109,7 +111,9 @@ def score_uploads(detector: Any, files: Sequence[tuple[str, str | os.PathLike | 
                 "score": None, "label": None, "threshold": detections.threshold, "scale_scores": None,
                 "error": f"MissingFileError: {missing.get(str(path), 'the upload did not arrive')}"})
             row.pop("path", None)  # a temporary path means nothing to the person or program asking
+            written = row.pop("maps", None) or []
             row = {"name": name, "verdict": row.get("label"), **row}
+            prediction = _read_evidence(written)
             image = None
             if row["error"] is None:
                 try:
@@ -117,12 +121,21 @@ def score_uploads(detector: Any, files: Sequence[tuple[str, str | os.PathLike | 
                     row.update(width=image.width, height=image.height)
                 except ImageLoadError as exc:  # it was read a moment ago; say so rather than fail
                     row["error"] = f"{type(exc).__name__}: {exc.reason}"
-            results.append(ImageResult(name, _to_jsonable(row), image=image))
-    readable = [r for r in results if r.image is not None]
-    if with_maps and readable:
-        for r, pred in zip(readable, detector.predict([r.image for r in readable], with_maps=True)):
-            r.prediction = pred
+            results.append(ImageResult(name, _to_jsonable(row), image=image, prediction=prediction))
     return results
+
+
+def _read_evidence(written: Sequence[str]) -> dict[str, Any]:
+    """The evidence ``detect_files`` wrote for one image (its ``.png`` figure and ``.npz`` arrays)."""
+    out: dict[str, Any] = {}
+    for path in map(Path, written):
+        if path.suffix == ".png":
+            out["evidence_png"] = path.read_bytes()
+        elif path.suffix == ".npz":
+            with np.load(path) as arrays:
+                out["maps"] = {k[len("map_"):]: arrays[k] for k in arrays.files if k.startswith("map_")}
+                out["canvas"] = arrays["canvas"]
+    return out
 
 
 def _figure_png(fig) -> bytes:
@@ -147,40 +160,22 @@ def _display(t: torch.Tensor) -> np.ndarray:
 
 
 def evidence_figure(detector: Any, result: ImageResult) -> tuple[bytes, str] | None:
-    """A PNG of the main scale's evidence map over the view the detector saw, with a colour bar, and
-    its caption; ``None`` when the prediction has no maps."""
-    import matplotlib
+    """The evidence figure ``detect_files`` wrote for this image (``hrrkit detect --maps``: the image,
+    one overlay per scale, a colour bar, a caption) and an HTML caption saying which region the maps
+    cover; ``None`` when no maps were asked for."""
+    from hrrkit.eval.evidence import MAPS_UNIT
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    maps = result.prediction.get("maps") or {}
-    if not maps:
+    png = result.prediction.get("evidence_png")
+    if png is None:
         return None
-    scale = main_scale(result.prediction["scale_scores"]) if result.prediction.get("scale_scores") else next(iter(maps))
-    scale = scale if scale in maps else next(iter(maps))
-    evidence = np.asarray(maps[scale], dtype=np.float32)
-    view, n_views = _view_at_main_scale(detector, result.image)
-    background = _display(view)
-    h, w = background.shape[:2]
-    up = np.asarray(Image.fromarray(evidence).resize((w, h), Image.Resampling.BILINEAR))
-    # inches: 3.4 wide, height by the aspect ratio within [1, 5] so a 5000×300 or 300×5000 image keeps
-    # a readable figure and colour bar (imshow letterboxes inside it)
-    fig, ax = plt.subplots(figsize=(3.4, min(max(3.4 * h / max(w, 1), 1.0), 5.0)))
-    ax.imshow(background.mean(axis=2), cmap="gray", vmin=0, vmax=255)
-    shown = ax.imshow(up, cmap="magma", alpha=0.55, vmin=0.0, vmax=1.0)
-    ax.set_axis_off()
-    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label(result.prediction.get("maps_unit") or "relative feature energy")
-    policy = detector.config.input.eval_policy
-    where = ("the whole image" if policy == "native" else
-             f"the {detector.config.input.crop_size}-px {'centre crop' if policy == 'center_crop' else 'first tile'}")
-    caption = result.prediction.get("maps_caption") or (
-        f"Scale {scale}: where the backbone's features on the retrospection residual are strongest, over {where}"
-        + (f" (averaged over {n_views} views)" if n_views > 1 else "")
-        + ". Normalised per image: bright marks the strongest response in this image, not by itself a sign "
-          "of generation; compare with the score.")
-    return _figure_png(fig), caption
+    inp = detector.config.input
+    where = {"native": "the whole image", "center_crop": f"the central {inp.crop_size}-px crop",
+             "tiles": f"the {inp.crop_size}-px tiles (placed where they were cut)"}.get(inp.eval_policy,
+                                                                                  f"the {inp.eval_policy} view")
+    caption = (f"The maps cover {where}, the pixels the detector scored. Colour bar: {MAPS_UNIT}; one scale "
+               "for all panels of this image. Summed over locations and scales they give, to first order, the "
+               "part of the logit the backbone features carry.")
+    return png, caption
 
 
 def retrospection_figure(detector: Any, result: ImageResult) -> tuple[bytes, str]:

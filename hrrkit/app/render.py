@@ -8,7 +8,7 @@ import html
 import json
 from typing import Any
 
-from hrrkit.app.analysis import ImageResult, evidence_figure, main_scale, retrospection_figure
+from hrrkit.app.analysis import ImageResult, evidence_figure, retrospection_figure
 
 CSS = """
 .hrrkit-result {border: 1px solid #d0d0d0; border-radius: 8px; padding: 12px; margin-bottom: 14px;}
@@ -51,23 +51,28 @@ def result_html(detector: Any, result: ImageResult, *, band: Any = None) -> str:
     if not result.ok:
         return head + f'<p class="hrrkit-error">Cannot read this file: {_e(row["error"])}</p></div>'
     verdict = row["verdict"]
+    if band:
+        rule = (f"<i>real</i> below {band[0]:g}, <i>unsure</i> from {band[0]:g} to {band[1]:g}, "
+                f"<i>generated</i> at ≥ {band[1]:g}")
+    else:
+        rule = f"<i>generated</i> at ≥ {_e(_fmt(row['threshold']))}"
     parts = [head, f'<p><span class="hrrkit-verdict hrrkit-verdict-{_e(verdict)}">{_e(verdict)}</span> '
              f'score <b class="hrrkit-score">{row["score"]:.4f}</b> '
-             f'(probability of generated; <i>generated</i> at ≥ {row["threshold"]:g}'
-             + (f", <i>unsure</i> inside {_e(_fmt(band))}" if band else "") + f"; {row['width']}×{row['height']} px)</p>"]
-    for note_key in ("note", "notes", "warning"):
-        if row.get(note_key):
-            parts.append(f'<p class="hrrkit-note">note: {_e(_fmt(row[note_key]))}</p>')
+             f"(probability of generated; {rule}; {row['width']}×{row['height']} px)</p>"]
+    if row.get("note"):
+        parts.append(f'<p class="hrrkit-note">note: {_e(row["note"])}</p>')
     scales = row["scale_scores"] or {}
-    main = main_scale(scales) if scales else None
     parts.append("<table class=\"hrrkit-scales\"><tr><th>scale</th>" + "".join(f"<th>{_e(s)}</th>" for s in scales)
                  + "</tr><tr><td>score</td>" + "".join(f"<td>{v:.4f}</td>" for v in scales.values()) + "</tr></table>")
-    parts.append('<p class="hrrkit-caption">Per-scale scores: the detector\'s head applied to each scale\'s '
-                 "descriptor alone; the verdict uses the fused score above, not these.</p>")
+    # the same meaning as the scale_scores column of `hrrkit detect` (DETECTION_FIELD_DOCS), in sentences
+    parts.append('<p class="hrrkit-caption">Per-scale scores: the head applied to each scale\'s descriptor '
+                 "alone, what the scale-consistency term compares in training. The head is non-linear, so the "
+                 "score above (from the descriptor fused across scales) is not their mean and can lie outside "
+                 "their range: read them as agreement between scales. The verdict uses the score above.</p>")
     evidence = evidence_figure(detector, result)
     if evidence is not None:
         png, caption = evidence
-        parts.append(_png(png, f"evidence map of {result.name} at scale {main}", "hrrkit-evidence"))
+        parts.append(_png(png, f"evidence maps of {result.name}", "hrrkit-evidence"))
         parts.append(f'<p class="hrrkit-caption hrrkit-evidence-caption">{_e(caption)}</p>')
     png, caption = retrospection_figure(detector, result)
     parts.append(_png(png, f"reconstruction and residual of {result.name}", "hrrkit-retrospection"))

@@ -5,8 +5,8 @@ Routes:
 * ``/`` — the Gradio page: upload images, read verdicts, scores, evidence and the detector card.
 * ``POST /api/detect`` — multipart field ``file`` (repeatable), or the raw image bytes as the body
   (``?name=photo.jpg`` names it); ``?maps=1`` adds the raw per-scale evidence arrays. Answers JSON
-  ``{"detector", "threshold", "results": [row, ...]}`` with one ``hrrkit detect``-style row per file
-  (``name, score, verdict, label, threshold, scale_scores, error, width, height``); an unreadable
+  ``{"detector", "threshold", "unsure", "results": [row, ...]}`` with one ``hrrkit detect``-style row
+  per file (``name, score, verdict, label, threshold, scale_scores, note, error, width, height``); an unreadable
   file is a row with ``error`` set, not an HTTP error. 413 when a file exceeds the upload limit or a
   request holds too many files.
 * ``GET /api/card`` — the detector card (:func:`hrrkit.models.hub.detector_card`) as JSON.
@@ -93,7 +93,7 @@ class Scorer:
             results.append(ImageResult(name, {"name": name, "score": None, "verdict": None, "label": None,
                                               "threshold": self.detector.config.threshold, "scale_scores": None,
                                               "error": f"FileTooLarge: over the {self.max_file_bytes / 1e6:g} MB upload limit"}))
-        return results_html(self.detector, results, band=self.card.get("band")), [r.row for r in results]
+        return results_html(self.detector, results, band=self.detector.config.unsure), [r.row for r in results]
 
 
 def build_api(scorer: Scorer):
@@ -151,7 +151,9 @@ def build_api(scorer: Scorer):
             if maps and r.prediction.get("maps"):
                 row["maps"] = {s: m.round(5).tolist() for s, m in r.prediction["maps"].items()}
             rows.append(row)
-        return {"detector": scorer.card.get("name"), "threshold": scorer.detector.config.threshold, "results": rows}
+        config = scorer.detector.config
+        return {"detector": scorer.card.get("name"), "threshold": config.threshold,
+                "unsure": list(config.unsure) if config.unsure else None, "results": rows}
 
     return app
 

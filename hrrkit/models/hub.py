@@ -47,6 +47,12 @@ class HubError(CheckpointError):
     folder cannot be published; the message says which and what to do."""
 
 
+def _external_weights(path: str | None) -> bool:
+    """A retrospector ``path`` whose weights are neither in the hub folder nor shipped with hrrkit
+    (``hrrkit:<name>`` names weights inside the hrrkit package, which every install has)."""
+    return bool(path) and not str(path).startswith("hrrkit:")
+
+
 def _offline() -> bool:
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; read it at call time as well so that a
     # process that sets it later (a test, a notebook) is honoured too
@@ -202,7 +208,8 @@ def render_model_card(card: dict[str, Any]) -> str:
     retro = card.get("retrospector") or {}
     lines += ["", "## Model", "",
               f"- **retrospector**: `{_fmt(retro.get('kind'))}`"
-              + (f" from `{retro['path']}` (its weights are **not** in this folder; they must exist at that path)"
+              + (f" from `{retro['path']}`" + (" (its weights are **not** in this folder; they must exist at that path)"
+                                                 if _external_weights(retro["path"]) else " (shipped with hrrkit)")
                  if retro.get("path") else "")
               + f"; the backbone sees the {_fmt(retro.get('input'))}",
               f"- **backbone**: `{_fmt(card.get('backbone'))}`; scales {_fmt(card.get('scales'))}",
@@ -234,6 +241,11 @@ def render_model_card(card: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- the methods
 
 
+def _external_retrospector(model: Any) -> bool:
+    """The detector's retrospector loads weights from a path outside hrrkit (``hrrkit:<name>`` ships inside)."""
+    return _external_weights(model.config.retrospector.path)
+
+
 def save_pretrained(model: Any, folder: str | os.PathLike, *, license: str | None = None,
                     card: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a hub folder (weights, ``config.json`` with the card's facts, ``README.md``).
@@ -242,7 +254,7 @@ def save_pretrained(model: Any, folder: str | os.PathLike, *, license: str | Non
     ``license`` is written into the card (default :data:`DEFAULT_LICENSE`). Returns the folder."""
     facts = dict(card if card is not None else getattr(model, "card", None) or {})
     facts["license"] = license or facts.get("license") or DEFAULT_LICENSE
-    if model.config.retrospector.path:
+    if _external_retrospector(model):
         warnings.warn(f"save_pretrained: the retrospector weights ({model.config.retrospector.path}) are not copied "
                       "into the folder; loading it elsewhere needs them at that path", stacklevel=3)
     stored = {k: facts.get(k) for k in ("training_data", "validation", "test", "license")}
@@ -277,7 +289,7 @@ def push_to_hub(model: Any, repo_id: str, *, private: bool | None = None, token:
     :data:`HUB_FILES`, written to a temporary folder first. Refuses a model whose retrospector
     weights live outside the folder (nobody else could load it) unless ``allow_external_retrospector``.
     Returns huggingface_hub's ``CommitInfo``."""
-    if model.config.retrospector.path and not allow_external_retrospector:
+    if _external_retrospector(model) and not allow_external_retrospector:
         raise HubError(f"push_to_hub({repo_id!r}): the retrospector loads weights from the local path "
                        f"{model.config.retrospector.path!r}, which is not uploaded; publish those weights and point "
                        "detector.retrospector.path at them, or pass allow_external_retrospector=True")

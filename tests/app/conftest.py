@@ -3,7 +3,8 @@
 The quick mini-benchmark (``hrrkit.datasets``, the one ``hrrkit demo --quick`` uses) lives in the
 hrrkit cache (``HRRKIT_CACHE``, default ``~/.cache/hrrkit``): built once per machine (about 3 min on
 two busy cores), verified and reused in under a second after that. The detector is the DIRE-style
-preset sized for 32–40 px images, trained for a few epochs (``TRAIN_EPOCHS``).
+preset sized for 32–40 px images with the weight-free blur retrospector, trained for a few epochs
+(``TRAIN_EPOCHS``).
 
 Gradio and Selenium come with the ``dev`` extra, so these tests do not skip without them: a missing
 package fails with the install hint. Only the browser test skips, where chromium is absent.
@@ -40,7 +41,8 @@ def app_model(tmp_path_factory) -> dict:
     run = tiny_run_config(
         bench.manifest, tmp / "run", epochs=TRAIN_EPOCHS,
         detector={"preset": "dire", "input": {"policy": "random_crop", "eval_policy": "native", "crop_size": 32},
-                  "backbone": {"options": {"width": 8, "depth": 2}}},
+                  "backbone": {"options": {"width": 8, "depth": 2}},
+                  "retrospector": {"kind": "blur", "path": None}},  # weight-free: seconds, not minutes
         data={"train_split": "train", "val_split": "val", "test_split": "test_seen"},
         train={"batch_size": 16, "lr": 3e-3},
     )

@@ -46,7 +46,7 @@ def test_figures_of_very_wide_or_tall_images_stay_bounded(detector, size):
     (result,) = score_uploads(detector, [("strip.png", _png(*size))])
     assert result.ok, result.row
     evidence, caption = evidence_figure(detector, result)
-    assert "bright" in caption
+    assert "logit" in caption
     panel, _ = retrospection_figure(detector, result)
     for png in (evidence, panel):
         with Image.open(io.BytesIO(png)) as img:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -59,8 +60,8 @@ def test_detect_takes_raw_bytes_and_returns_maps_on_request(client, app_model):
     (row,) = response.json()["results"]
     assert row["name"] == real.name and row["verdict"] in ("real", "generated", "unsure")
     assert set(row["maps"]) == set(row["scale_scores"])
-    grid = row["maps"]["1"]
-    assert len(grid) > 1 and all(0.0 <= v <= 1.0 for line in grid for v in line)
+    grid = np.asarray(row["maps"]["1"], dtype=np.float64)  # logit contribution per feature cell
+    assert grid.ndim == 2 and grid.shape[0] > 1 and np.isfinite(grid).all() and np.abs(grid).max() > 0
 
 
 def test_detect_refuses_no_file_too_large_and_too_many(client, app_model):
@@ -137,3 +138,17 @@ def test_without_gradio_the_command_says_how_to_install(app_model, monkeypatch, 
     assert main(["app", "--model", str(app_model["model"])]) == 2
     assert "pip install 'hrrkit[app]'" in capsys.readouterr().err
     assert os.environ.get("GRADIO_TEMP_DIR") == before  # the temporary upload folder is undone too
+
+
+def test_an_unsure_band_gives_unsure_on_the_page_and_in_the_api(app_model):
+    from hrrkit.app.server import Scorer
+
+    banded = HRRDetector.from_pretrained(app_model["model"])
+    real = app_model["real"][0]
+    score = detect_files(banded, [real]).rows[0]["score"]
+    banded.config.unsure = (max(0.0, score - 0.05), min(1.0, score + 0.05))
+    html, (row,) = Scorer(banded, card=banded.card, max_file_bytes=10**6).page([str(real)])
+    assert row["verdict"] == "unsure" and "hrrkit-verdict-unsure" in html and "<i>unsure</i> from" in html
+    with TestClient(create_app(banded)) as client:
+        body = client.post("/api/detect", files=[("file", (real.name, real.read_bytes()))]).json()
+    assert body["unsure"] == pytest.approx(list(banded.config.unsure)) and body["results"][0]["verdict"] == "unsure"

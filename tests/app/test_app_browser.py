@@ -79,7 +79,7 @@ def test_upload_shows_verdicts_evidence_and_the_card(browser, app_server, app_mo
             assert image.is_displayed()
             width = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
             assert width and width > 100, f"{name}: {css} did not render"
-        assert "bright" in element.find_element(By.CSS_SELECTOR, ".hrrkit-evidence-caption").text
+        assert "logit" in element.find_element(By.CSS_SELECTOR, ".hrrkit-evidence-caption").text
     broken = cards[2].text
     assert "Cannot read this file: NotAnImageError" in broken and "Traceback" not in browser.page_source
 

@@ -30,7 +30,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def _tiny_config() -> DetectorConfig:
     return DetectorConfig(name="hrr-tiny").replace(**{
         "backbone.options": {"width": 4, "depth": 2}, "style.levels": [1, 2], "input.crop_size": 24,
-        "threshold": 0.42,
+        "threshold": 0.42, "retrospector.kind": "blur", "retrospector.path": None,  # no weights: fast
     })
 
 
@@ -184,6 +184,10 @@ def test_push_to_hub_refuses_a_retrospector_whose_weights_stay_behind(run_folder
     with pytest.raises(HubError, match="not uploaded"):
         push_to_hub(model, "me/hrr-tiny")
     assert _FakeHfApi.calls == []
+    model.config.retrospector.path = "hrrkit:real-photo-unet"  # shipped inside the package: portable
+    push_to_hub(model, "me/hrr-tiny")
+    assert [call for call, _ in _FakeHfApi.calls] == ["create_repo", "upload_folder"]
+    assert b"(shipped with hrrkit)" in _FakeHfApi.calls[1][1]["files"][MODEL_CARD_FILE]
 
 
 def test_the_detector_class_has_the_hub_methods(run_folder, tmp_path):
@@ -191,3 +195,12 @@ def test_the_detector_class_has_the_hub_methods(run_folder, tmp_path):
     assert isinstance(model, HRRDetector) and model.card["name"] == "hrr-tiny"
     assert (model.save_pretrained(tmp_path / "m") / MODEL_CARD_FILE).is_file()
     assert callable(model.push_to_hub)
+
+
+def test_the_card_states_an_unsure_band(run_folder, tmp_path):
+    model = from_pretrained(HRRDetector, run_folder / "best")
+    assert model.card["band"] is None
+    model.config.unsure = (0.3, 0.7)
+    out = save_pretrained(model, tmp_path / "banded")
+    assert detector_card(out)["band"] == [0.3, 0.7]
+    assert "**unsure band**: [0.3, 0.7]" in (out / MODEL_CARD_FILE).read_text()
