@@ -80,19 +80,15 @@ class Scorer:
         if len(paths) > MAX_IMAGES_PER_REQUEST:
             message = f"{len(paths)} files at once; upload at most {MAX_IMAGES_PER_REQUEST} per click."
             return f'<p class="hrrkit-error">{message}</p>', []
-        files = []
-        for p in paths:
-            name = os.path.basename(p)
-            if os.path.getsize(p) > self.max_file_bytes:
-                files.append((name, None))
-            else:
-                files.append((name, p))
-        too_big = [name for name, p in files if p is None]
-        results = self.score([(n, p) for n, p in files if p is not None])
-        for name in too_big:  # Gradio enforces the limit too; this covers files it let through
-            results.append(ImageResult(name, {"name": name, "score": None, "verdict": None, "label": None,
-                                              "threshold": self.detector.config.threshold, "scale_scores": None,
-                                              "error": f"FileTooLarge: over the {self.max_file_bytes / 1e6:g} MB upload limit"}))
+        # Gradio enforces the upload limit too; this covers files it let through. Too-large files keep
+        # their place in the list, as a row with the reason.
+        fits = [os.path.getsize(p) <= self.max_file_bytes for p in paths]
+        scored = iter(self.score([(os.path.basename(p), p) for p, ok in zip(paths, fits) if ok]))
+        results = [next(scored) if ok else ImageResult(os.path.basename(p), {
+            "name": os.path.basename(p), "score": None, "verdict": None, "label": None,
+            "threshold": self.detector.config.threshold, "scale_scores": None,
+            "error": f"FileTooLarge: {os.path.getsize(p)} bytes, over the {self.max_file_bytes / 1e6:g} MB upload limit"})
+            for p, ok in zip(paths, fits)]
         return results_html(self.detector, results, band=self.detector.config.unsure), [r.row for r in results]
 
 

@@ -152,3 +152,14 @@ def test_an_unsure_band_gives_unsure_on_the_page_and_in_the_api(app_model):
     with TestClient(create_app(banded)) as client:
         body = client.post("/api/detect", files=[("file", (real.name, real.read_bytes()))]).json()
     assert body["unsure"] == pytest.approx(list(banded.config.unsure)) and body["results"][0]["verdict"] == "unsure"
+
+
+def test_page_keeps_a_too_large_file_in_its_place_with_the_reason(detector, app_model):
+    from hrrkit.app.server import Scorer
+
+    small, large = sorted({app_model["real"][0], app_model["fake"][0]}, key=lambda p: p.stat().st_size)
+    limit = (small.stat().st_size + large.stat().st_size) // 2
+    assert small.stat().st_size <= limit < large.stat().st_size
+    _, rows = Scorer(detector, card=detector.card, max_file_bytes=limit).page([str(large), str(small)])
+    assert rows[0]["error"].startswith("FileTooLarge: ") and rows[0]["name"] == large.name
+    assert rows[1]["error"] is None and rows[1]["name"] == small.name
