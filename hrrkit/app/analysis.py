@@ -205,14 +205,15 @@ def retrospection_figure(detector: Any, result: ImageResult) -> tuple[bytes, str
         residual = None
     else:
         residual = (enhanced - recon).abs()[0].mean(0).cpu().numpy() * 127.5  # grey levels of 255
-        label = retro.kind + (f", σ = {retro.blur_sigma:g} px" if retro.kind == "blur" else "")
+        label = retro.kind + (f", σ = {retro.blur_sigma:g} px" if retro.kind == "blur" else
+                              f", {Path(retro.path).name}" if retro.path else "")
         panels.append((f"reconstruction x̂ ({label})", _display(recon[0])))
         why = ("The blur stand-in removes fine detail, so the residual is the image's high-frequency content."
                if retro.kind == "blur" else
                "A diffusion retrospector tends to reconstruct generated images more faithfully (a darker residual).")
         caption = (f"Main scale{cropped}: the retrospector's reconstruction and the residual |x̃ − x̂| "
-                   f"(mean over colour channels, in grey levels of 255 on a fixed 0–{RESIDUAL_DISPLAY_MAX} scale "
-                   f"so images compare; the backbone sees the {retro.input}). {why}")
+                   f"(mean over colour channels, in grey levels of 255 on a fixed 0–{RESIDUAL_DISPLAY_MAX} square-root "
+                   f"scale so images compare; the backbone sees the {retro.input}). {why}")
     fig, axes = plt.subplots(1, len(panels) + (residual is not None), figsize=(2.6 * (len(panels) + 1), 2.8),
                              squeeze=False)
     for ax, (title, pixels) in zip(axes[0], panels):
@@ -221,7 +222,11 @@ def retrospection_figure(detector: Any, result: ImageResult) -> tuple[bytes, str
         ax.set_axis_off()
     if residual is not None:
         ax = axes[0][-1]
-        shown = ax.imshow(residual, cmap="viridis", vmin=0, vmax=RESIDUAL_DISPLAY_MAX)
+        # fixed scale (images compare), square-root colour steps: a diffusion retrospector's residual of a
+        # few grey levels stays visible next to a blur's tens
+        from matplotlib.colors import PowerNorm
+
+        shown = ax.imshow(residual, cmap="viridis", norm=PowerNorm(gamma=0.5, vmin=0, vmax=RESIDUAL_DISPLAY_MAX))
         ax.set_title("residual |x̃ − x̂|", fontsize=9)
         ax.set_axis_off()
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, extend="max").set_label("grey levels")
