@@ -186,7 +186,7 @@ FULL = WildConfig(
         "realesr-animevideov3-x3": 32,
         "realesr-animevideov3-x4": 32,
         # hrrkit's real-photograph diffusion model, once its weights are shipped (wild_regenerators)
-        **{name: 16 for name in wild_regenerators.SHIPPED_REGENERATORS},
+        **{name: 8 for name in wild_regenerators.SHIPPED_REGENERATORS},
     },
     val_per_generator={
         "realesrgan-x4plus": 4,
@@ -194,7 +194,7 @@ FULL = WildConfig(
         "realesr-animevideov3-x2": 8,
         "realesr-animevideov3-x3": 8,
         "realesr-animevideov3-x4": 8,
-        **{name: 4 for name in wild_regenerators.SHIPPED_REGENERATORS},
+        **{name: 2 for name in wild_regenerators.SHIPPED_REGENERATORS},
     },
 )
 #: ``quick=True`` (tests, ``--quick`` demos): the cheap SRVGG regenerators only, 8 + 4 thumbnails.

@@ -243,3 +243,15 @@ def test_a_retrospector_is_a_regenerator(tmp_path):
         assert bench.counts()["train"] == {"real": 2, "test-tiny-unet": 2} and bench.verify() == []
     finally:
         del wild_regenerators.REGENERATORS["test-tiny-unet"]
+
+
+def test_the_shipped_real_photo_diffusion_model_regenerates_when_present():
+    if not wild_regenerators.SHIPPED_REGENERATORS:
+        pytest.skip("hrrkit/retrospect/weights/real-photo-unet.safetensors is not shipped in this checkout")
+    assert set(wild_regenerators.SHIPPED_REGENERATORS) <= set(wild.FULL.train_per_generator)
+    crops = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    for name in wild_regenerators.SHIPPED_REGENERATORS:
+        entry = wild_regenerators.REGENERATORS[name]
+        assert entry.family == "real-photo-diffusion" and entry.version.startswith("weights-")
+        out = wild_regenerators.regenerate(name, crops, np.random.default_rng(0))
+        assert out.shape == crops.shape and not np.array_equal(out, crops)
