@@ -32,11 +32,14 @@ def _build_retrospector(args: argparse.Namespace):
         allow_download=args.allow_download,
     )
     # the settings each kind's from_pretrained takes beyond the common ones
+    # settings left out take each model's own default (DIRE's 20-step inversion for a pixel folder, the
+    # 2-NFE round trip of hrrkit's shipped model, one-step for a latent model)
+    chosen = {k: v for k, v in dict(mode=args.mode, timestep=args.timestep, steps=args.steps,
+                                    strength=args.strength).items() if v is not None}
     specific = {
-        "pixel_ddim": dict(steps=args.steps, strength=args.strength, clip_sample=args.clip_sample),
-        "latent": dict(original_config=args.original_config, conditioning=args.conditioning, mode=args.mode,
-                       timestep=args.timestep, seed=args.seed, steps=args.steps, strength=args.strength,
-                       clip_sample=args.clip_sample),
+        "pixel_ddim": dict(clip_sample=args.clip_sample, seed=args.seed, **chosen),
+        "latent": dict(original_config=args.original_config, conditioning=args.conditioning, seed=args.seed,
+                       clip_sample=args.clip_sample, **chosen),
         "autoencoder": dict(original_config=args.original_config),
     }.get(kind.name, {})
     return kind.load_class().from_pretrained(args.model, **specific, **common)
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from hrrkit.retrospect.cache import ReconstructionCache, cache_config, precompute
     from hrrkit.retrospect.loading import WeightsLoadError
 
+    if args.kind is None:  # hrrkit's shipped model is a pixel UNet; a folder defaults to latent
+        args.kind = "pixel" if str(args.model).startswith("hrrkit:") else "latent"
     world = int(os.environ.get("WORLD_SIZE", 1))
     started_group = False
     if world > 1 and dist.is_available() and not dist.is_initialized():
@@ -118,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
     if rank == 0:
         print(json.dumps(summary.as_dict()))
+        print(f"cost: {summary.nfe_per_image:g} NFE/image, {summary.seconds_per_image:.4f} s/image computed "
+              f"({summary.computed}), {summary.seconds_per_hit:.5f} s/cache hit ({summary.cached})")
         for path, reason in summary.failed:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         if args.report:
@@ -129,6 +136,19 @@ def run(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     from hrrkit.retrospect.bench import benchmark, format_table
+
+    if args.cost:  # the real retrospectors' seconds/image, NFE and FLOPs at 64/256/512 px
+        from hrrkit.bench.cases.retrospect import SIZES, format_cost_table, time_retrospectors
+
+        sizes_px = SIZES if args.sizes is None else tuple(int(s.partition("x")[0]) for s in args.sizes.split(","))
+        cost_rows = time_retrospectors(sizes=sizes_px, repeats=args.repeats, device=args.device or "cpu")
+        print(format_cost_table(cost_rows))
+        if args.out:
+            with open(args.out, "a") as fh:
+                for cost_row in cost_rows:
+                    fh.write(json.dumps(cost_row.as_dict()) + "\n")
+        return 0
+    args.sizes = args.sizes or "32x32,48x40"
 
     sizes = []
     for item in args.sizes.split(","):
@@ -162,19 +182,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="precompute reconstructions of image files/folders into a cache")
     p.add_argument("inputs", nargs="+", help="image files, folders (walked recursively) or globs")
-    p.add_argument("--model", required=True, help="local diffusers folder or .safetensors file")
-    p.add_argument("--kind", choices=tuple(weights_backed_kinds()), default="latent",
+    p.add_argument("--model", required=True,
+                   help="local diffusers folder or .safetensors file, or hrrkit:real-photo-unet (shipped, --kind pixel)")
+    p.add_argument("--kind", choices=tuple(weights_backed_kinds()), default=None,
                    help="pixel: DIRE DDIM with a UNet2DModel; latent: VAE + UNet2DConditionModel; "
-                   "autoencoder: VAE only (default: latent)")  # fmt: skip
+                   "autoencoder: VAE only (default: pixel for hrrkit:<name>, else latent)")  # fmt: skip
     p.add_argument("--cache", required=True, help="cache root folder (created; entries go to <cache>/<config hash>/)")
     p.add_argument("--config", help="config for a single-file checkpoint (config.json, or a diffusers folder)")
     p.add_argument("--original-config", help="original LDM yaml for an original-format single-file checkpoint")
     p.add_argument("--allow-download", action="store_true", help="allow fetching configs/weights from the Hub")
-    p.add_argument("--mode", choices=("one_step", "invert"), default="one_step", help="latent: mode")
-    p.add_argument("--timestep", type=int, default=200, help="latent one_step: noise timestep (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="latent one_step: noise seed")
-    p.add_argument("--steps", type=int, default=20, help="DDIM grid size each way (pixel, latent invert)")
-    p.add_argument("--strength", type=float, default=1.0, help="fraction of the DDIM grid walked")
+    p.add_argument("--mode", choices=("one_step", "invert"),
+                   help="one-step denoise (NFE 1) or DDIM round trip (default: latent one_step, pixel invert)")
+    p.add_argument("--timestep", type=int, help="one_step: noise timestep (default: latent 200, pixel 100)")
+    p.add_argument("--seed", type=int, default=0, help="one_step: noise seed")
+    p.add_argument("--steps", type=int, help="DDIM grid size each way (pixel, latent invert; default 20, or the "
+                                            "shipped model's 40)")
+    p.add_argument("--strength", type=float, help="fraction of the DDIM grid walked (default 1.0, or the shipped "
+                                                  "model's 0.025)")
     p.add_argument(
         "--clip-sample", type=_optional_bool, default=None, help="clip x0 in DDIM steps (default: scheduler's)"
     )
@@ -200,7 +224,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
     b = sub.add_parser("bench", help="NFE per image and images/s for each retrospector on tiny models")
-    b.add_argument("--sizes", default="32x32,48x40", help="comma-separated HxW sizes")
+    b.add_argument("--sizes", help="comma-separated HxW sizes (default 32x32,48x40; --cost: 64,256,512)")
+    b.add_argument("--cost", action="store_true",
+                   help="time the shipped model, blur and identity (s/image, NFE, FLOPs, cache hit) instead")
     b.add_argument("--batch", type=int, default=2)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--device", help="default: cuda if available")

@@ -11,13 +11,14 @@ Layout under the cache root::
   loader never reuses stale entries.
 * **Entries**: ``reconstruction``, ``residual`` and (if the retrospector has one)
   ``latent_error`` tensors in ``store_dtype`` (float16 by default: halves the disk, error ≤ 5e-4
-  in [-1, 1]), with metadata: source path, original size, NFE, config hash and a BLAKE2 checksum
-  of the tensor bytes.
+  in [-1, 1]), with metadata: source path, original size, NFE, seconds it cost, config hash and a
+  BLAKE2 checksum of the tensor bytes and the metadata.
 * **Atomic writes**: an entry is written to a temporary file in the same folder, fsynced and
   renamed into place, so a killed run leaves whole entries or none; leftover temporary files of
   dead processes are removed on the next run.
-* **Corruption**: an entry that does not parse, lacks a tensor, or fails its checksum is reported,
-  deleted and recomputed.
+* **Corruption**: an entry that does not parse (truncated), lacks a tensor, names another image or
+  another config (copied from another cache folder), or fails its checksum (tensor bytes or metadata
+  edited) is reported, deleted and recomputed; it is never used.
 * **Sharding**: under ``torchrun`` (or any ``torch.distributed`` group) each rank takes the files
   ``sorted(files)[rank::world_size]``; ranks write disjoint entries and the summaries are summed.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,7 +41,8 @@ import hrrkit
 from hrrkit.retrospect.base import Retrospector, dtype_name, parse_dtype, stable_hash
 from hrrkit.utils.atomic import atomic_write_bytes, remove_stale_temporaries
 
-CACHE_FORMAT = 1
+# 2: the entry checksum also covers the metadata (an edited NFE or source is caught)
+CACHE_FORMAT = 2
 # owner-tagged temporaries (".tmp-<host>-<pid>-<random>") so a resumed run can clean up after a kill
 _TMP_PREFIX = ".tmp-"
 
@@ -61,9 +64,14 @@ def file_content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def tensors_checksum(tensors: dict[str, Tensor]) -> str:
-    """BLAKE2b over the names, dtypes, shapes and bytes of ``tensors`` (order-independent)."""
+def tensors_checksum(tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> str:
+    """BLAKE2b over the names, dtypes, shapes and bytes of ``tensors`` and the ``metadata`` items
+    (except ``checksum`` itself), order-independent: an edited tensor *or* metadata field (source,
+    size, NFE, config hash) fails the check."""
     digest = hashlib.blake2b(digest_size=16)
+    for key in sorted(metadata or {}):
+        if key != "checksum":
+            digest.update(f"meta|{key}={metadata[key]}|".encode())  # type: ignore[index]
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -99,12 +107,16 @@ class ReconstructionCache:
         config: a JSON-serialisable description of everything the entries depend on (typically
             ``{"retrospector": r.config_dict(), "loader": ...}``); its hash names the subfolder.
         store_dtype: dtype of the stored tensors (``float16``, ``bfloat16`` or ``float32``).
+        required: the tensors every entry must hold (default :attr:`REQUIRED`; the per-scale pairs of
+            :mod:`hrrkit.retrospect.views` name their own).
     """
 
     REQUIRED = ("reconstruction", "residual")
 
-    def __init__(self, root: str | os.PathLike, config: dict[str, Any], store_dtype: torch.dtype | str = "float16"):
+    def __init__(self, root: str | os.PathLike, config: dict[str, Any], store_dtype: torch.dtype | str = "float16",
+                 required: Sequence[str] | None = None):
         self.root = Path(root)
+        self.required = tuple(self.REQUIRED if required is None else required)
         self.store_dtype = parse_dtype(store_dtype)
         if self.store_dtype not in (torch.float16, torch.bfloat16, torch.float32):
             raise ValueError(f"store_dtype must be float16, bfloat16 or float32, got {self.store_dtype}")
@@ -142,17 +154,13 @@ class ReconstructionCache:
         """Store one entry atomically (tensors converted to ``store_dtype``, moved to CPU)."""
         from safetensors.torch import save
 
-        missing = [k for k in self.REQUIRED if k not in tensors]
+        missing = [k for k in self.required if k not in tensors]
         if missing:
-            raise ValueError(f"a cache entry needs tensors {list(self.REQUIRED)}; missing {missing}")
+            raise ValueError(f"a cache entry needs tensors {list(self.required)}; missing {missing}")
         stored = {k: v.detach().to("cpu", self.store_dtype).contiguous() for k, v in tensors.items() if v is not None}
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        meta.update(
-            content_hash=content_hash,
-            config_hash=self.config_hash,
-            checksum=tensors_checksum(stored),
-            hrrkit_version=hrrkit.__version__,
-        )
+        meta.update(content_hash=content_hash, config_hash=self.config_hash, hrrkit_version=hrrkit.__version__)
+        meta["checksum"] = tensors_checksum(stored, meta)
         path = self.entry_path(content_hash)
         atomic_write_bytes(path, save(stored, metadata=meta), tmp_prefix=_TMP_PREFIX)
         return path
@@ -177,13 +185,18 @@ class ReconstructionCache:
                     tensors[key] = handle.get_tensor(key)
         except Exception as err:
             raise CacheCorruptError(f"{path}: unreadable safetensors file ({err})") from err
-        missing = [k for k in self.REQUIRED if k not in tensors]
+        missing = [k for k in self.required if k not in tensors]
         if missing:
             raise CacheCorruptError(f"{path}: missing tensors {missing}")
-        if metadata.get("content_hash") != content_hash or metadata.get("config_hash") != self.config_hash:
-            raise CacheCorruptError(f"{path}: metadata names another image or config")
-        if metadata.get("checksum") != tensors_checksum(tensors):
-            raise CacheCorruptError(f"{path}: checksum mismatch (the tensor bytes changed on disk)")
+        if metadata.get("content_hash") != content_hash:
+            raise CacheCorruptError(f"{path}: the entry is of another image ({metadata.get('content_hash')!r})")
+        if metadata.get("config_hash") != self.config_hash:
+            raise CacheCorruptError(
+                f"{path}: the entry was written by another config ({metadata.get('config_hash')!r}, "
+                f"this cache is {self.config_hash})"
+            )
+        if metadata.get("checksum") != tensors_checksum(tensors, metadata):
+            raise CacheCorruptError(f"{path}: checksum mismatch (the tensor bytes or the metadata changed on disk)")
         return CacheEntry(tensors, metadata)
 
     def status(self, content_hash: str) -> str:
@@ -239,7 +252,12 @@ DEFAULT_LOADER_ID = "hrrkit.data.io.load_image(mode=RGB)+to_tensor"
 
 @dataclass
 class RunSummary:
-    """What a :func:`precompute` run did (summed over ranks when distributed)."""
+    """What a :func:`precompute` run did (summed over ranks when distributed).
+
+    Cost is first-class: ``nfe`` counts the denoiser evaluations of the computed images,
+    ``retrospect_seconds`` the wall time inside the retrospector (batched calls), and
+    ``hit_seconds`` the time spent reading and verifying the entries that were already cached.
+    """
 
     total: int = 0
     computed: int = 0
@@ -248,6 +266,23 @@ class RunSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     nfe: int = 0
     stale_tmp_removed: int = 0
+    retrospect_seconds: float = 0.0
+    hit_seconds: float = 0.0
+
+    @property
+    def nfe_per_image(self) -> float:
+        """Denoiser evaluations per computed image (0 when nothing was computed)."""
+        return self.nfe / self.computed if self.computed else 0.0
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Wall seconds of retrospection per computed image (batched; 0 when nothing was computed)."""
+        return self.retrospect_seconds / self.computed if self.computed else 0.0
+
+    @property
+    def seconds_per_hit(self) -> float:
+        """Seconds to read and verify one cached entry (0 when nothing was cached)."""
+        return self.hit_seconds / self.cached if self.cached else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -257,6 +292,10 @@ class RunSummary:
             "recomputed_corrupt": self.recomputed_corrupt,
             "failed": len(self.failed),
             "nfe_total": self.nfe,
+            "nfe_per_image": round(self.nfe_per_image, 3),
+            "seconds_per_image": round(self.seconds_per_image, 6),
+            "seconds_per_cache_hit": round(self.seconds_per_hit, 6),
+            "retrospect_seconds": round(self.retrospect_seconds, 3),
             "stale_tmp_removed": self.stale_tmp_removed,
         }
 
@@ -330,6 +369,7 @@ def precompute(
         items = buckets.pop(key)
         for h in (h for _, h, _ in items):
             pending_hashes.discard(h)
+        started = time.perf_counter()
         try:
             out = retrospector.retrospect(torch.stack([img for _, _, img in items]))
         except Exception as err:  # one bad batch must not end the run
@@ -342,6 +382,8 @@ def precompute(
             summary.failed.append((str(items[0][0]), f"retrospection failed: {type(err).__name__}: {err}"))
             say(f"failed: {items[0][0]}: {err}")
             return
+        seconds = time.perf_counter() - started
+        summary.retrospect_seconds += seconds
         for i, (path, content_hash, img) in enumerate(items):
             tensors = {"reconstruction": out.reconstruction[i], "residual": out.residual[i]}
             if out.latent_error is not None:
@@ -349,7 +391,8 @@ def precompute(
             cache.put(
                 content_hash,
                 tensors,
-                {"source": path.as_posix(), "height": img.shape[-2], "width": img.shape[-1], "nfe": out.nfe},
+                {"source": path.as_posix(), "height": img.shape[-2], "width": img.shape[-1], "nfe": out.nfe,
+                 "seconds": f"{seconds / len(items):.6f}"},
             )
             summary.computed += 1
             summary.nfe += out.nfe
@@ -362,8 +405,13 @@ def precompute(
             summary.failed.append((str(path), f"unreadable: {err}"))
             say(f"failed: {path}: {err}")
             continue
+        if content_hash in pending_hashes:  # a duplicate of an image waiting in a batch
+            summary.cached += 1
+            continue
+        started = time.perf_counter()
         state = cache.status(content_hash)
-        if state == "ok" or content_hash in pending_hashes:
+        if state == "ok":
+            summary.hit_seconds += time.perf_counter() - started
             summary.cached += 1
             continue
         if state == "corrupt":
@@ -397,16 +445,17 @@ def _reduce_summary(summary: RunSummary) -> RunSummary:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return summary
-    counters = [f.name for f in fields(RunSummary) if f.name != "failed"]  # the summable ints
+    counters = [f.name for f in fields(RunSummary) if f.name != "failed"]  # the summable numbers
     counts = torch.tensor(
-        [getattr(summary, name) for name in counters],
-        dtype=torch.int64,
+        [float(getattr(summary, name)) for name in counters],
+        dtype=torch.float64,
         device="cuda" if dist.get_backend() == "nccl" else "cpu",  # NCCL reduces only CUDA tensors
     )
     dist.all_reduce(counts)
     failures: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(failures, summary.failed)
     return RunSummary(
-        **{name: int(value) for name, value in zip(counters, counts.tolist(), strict=True)},
+        **{name: (value if isinstance(getattr(summary, name), float) else int(round(value)))
+           for name, value in zip(counters, counts.tolist(), strict=True)},
         failed=[f for part in failures for f in part],
     )

@@ -109,6 +109,15 @@ def model_output_fn(unet: torch.nn.Module, counter: Callable[[], None], **extra:
     return fn
 
 
+def fixed_noise(like: Tensor, seed: int) -> Tensor:
+    """The fixed ε of a one-step retrospector: drawn on the CPU from ``seed`` for ONE sample of
+    ``like``'s shape (device-independent), broadcast over the batch, so a reconstruction never
+    depends on which other images share its batch."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    eps = torch.randn((1, *like.shape[1:]), generator=gen, dtype=torch.float32)
+    return eps.to(like.device).expand_as(like)
+
+
 def predict_original(model_output: Tensor, sample: Tensor, alpha_bar: Tensor, prediction_type: str) -> Tensor:
     """x̂₀ from a model output at noise level ``ᾱ`` (scalar tensor), for ε-, v- or x0-prediction."""
     a = alpha_bar.to(sample.device, torch.float32)

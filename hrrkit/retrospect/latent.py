@@ -10,7 +10,13 @@ from diffusers import DDIMScheduler
 from torch import Tensor, nn
 
 from hrrkit.retrospect.base import RetrospectionCost, Retrospector, unet_downsampling
-from hrrkit.retrospect.ddim import LATENT_SCHEDULER_DEFAULTS, DDIMChain, model_output_fn, predict_original
+from hrrkit.retrospect.ddim import (
+    LATENT_SCHEDULER_DEFAULTS,
+    DDIMChain,
+    fixed_noise,
+    model_output_fn,
+    predict_original,
+)
 
 LatentMode = Literal["one_step", "invert"]
 
@@ -224,9 +230,7 @@ class LatentRetrospector(Retrospector):
     def noise_like(self, latents: Tensor) -> Tensor:
         """The fixed ε for one-step mode: drawn on the CPU from ``seed`` for one latent of this
         size (device-independent), broadcast over the batch."""
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        eps = torch.randn((1, *latents.shape[1:]), generator=gen, dtype=torch.float32)
-        return eps.to(latents.device).expand_as(latents)
+        return fixed_noise(latents, self.seed)
 
     def _reconstruct_tiles(self, tiles: Tensor) -> dict[str, Tensor | None]:
         if self.channels_last:

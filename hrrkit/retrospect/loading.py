@@ -199,6 +199,12 @@ def load_model(
         WeightsNotFoundError: the path does not exist or holds no weights/config.
         WeightsLoadError: the weights exist but are of the wrong kind or cannot be read.
     """
+    if isinstance(path, str) and path.startswith("hrrkit:"):
+        raise WeightsLoadError(
+            f"{path!r} names weights that ship inside hrrkit; they are a pixel UNet2DModel for "
+            f"retrospector.kind=pixel_ddim (PixelDDIMRetrospector.from_pretrained), not a {cls.__name__} "
+            f"for the {component!r} component"
+        )
     p = Path(path).expanduser()
     if not p.exists():
         if allow_download and isinstance(path, str) and "/" in path and not path.startswith((".", "/")):

@@ -13,6 +13,7 @@ from hrrkit.retrospect import (
     BlurRetrospector,
     IdentityRetrospector,
     RetrospectionCost,
+    WeightsLoadError,
     build_retrospector,
     retrospector_kind,
     retrospector_kinds,
@@ -54,11 +55,14 @@ def test_the_config_check_and_the_cli_read_the_registry():
 
 def test_weights_backed_kinds_need_a_path():
     with pytest.raises(ValueError, match=r"retrospector\.path: required for kind='latent'"):
-        build_retrospector(RetrospectorConfig(kind="latent"))
+        build_retrospector(RetrospectorConfig(kind="latent", path=None))
+    with pytest.raises(WeightsLoadError, match="pixel UNet2DModel for retrospector.kind=pixel_ddim"):
+        build_retrospector(RetrospectorConfig(kind="latent"))  # the default path names the shipped pixel model
 
 
 def test_importing_the_layers_does_not_import_diffusers():
     code = ("import sys, hrrkit.nn, hrrkit.models, hrrkit.retrospect; "
-            "from hrrkit.models import HRRDetector, preset_config; HRRDetector(preset_config('hrr')); "
+            "from hrrkit.models import HRRDetector, preset_config; "
+            "HRRDetector(preset_config('hrr').replace(**{'retrospector.kind': 'blur'})); "
             "assert 'diffusers' not in sys.modules, 'diffusers was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
