@@ -136,10 +136,12 @@ class RetrospectorConfig:
     image itself), ``identity`` (zero residual — an ablation), ``blur`` (a Gaussian blur stand-in,
     σ = ``blur_sigma`` px; cheap, no weights), ``autoencoder``, ``latent`` or ``pixel_ddim``
     (diffusers weights from the local ``path``; ``options`` go to the retrospector's ``from_pretrained``). ``input``: what the backbone sees:
-    ``residual`` |x̃ − x̂|, ``image`` x̃, or ``both`` (6 channels)."""
+    ``residual`` |x̃ − x̂|, ``image`` x̃, or ``both`` (6 channels). The default is hrrkit's shipped diffusion
+    model (``path: "hrrkit:real-photo-unet"``, a pixel UNet trained on real photographs, DDIM round trip,
+    NFE 2; :mod:`hrrkit.retrospect.shipped`); ``blur`` is an ablation."""
 
-    kind: str = "blur"
-    path: str | None = None
+    kind: str = "pixel_ddim"
+    path: str | None = "hrrkit:real-photo-unet"
     options: dict[str, Any] = field(default_factory=dict)
     blur_sigma: float = 1.0
     input: str = "residual"
@@ -312,10 +314,10 @@ FIELD_DOCS: dict[str, str] = {
     "line.amount": "Unsharp-mask strength (x + amount·(x − blur)).",
     "line.sigma_edge": "σ of the Gaussian-derivative edge operator, in pixels.",
     "line.beta": "Weight β of the edge map added back to the image.",
-    "retrospector.kind": "Reconstruction: `blur` (weight-free stand-in), `latent`, `pixel_ddim`, `autoencoder` "
-                         "(diffusers weights from `path`), `identity` (zero residual) or `none` (the image itself).",
-    "retrospector.path": "Local diffusers folder or `.safetensors` file for `latent`/`pixel_ddim`/`autoencoder`; "
-                         "relative to the run config.",
+    "retrospector.kind": "Reconstruction: `pixel_ddim`, `latent`, `autoencoder` (diffusion weights from `path`), "
+                         "`blur` (weight-free ablation), `identity` (zero residual) or `none` (the image itself).",
+    "retrospector.path": "`hrrkit:real-photo-unet` (shipped, trained on real photographs), or a local diffusers "
+                         "folder or `.safetensors` file (SD, ADM); relative to the run config.",
     "retrospector.options": "Keyword arguments for the retrospector's `from_pretrained` (steps, timestep, dtype, ...).",
     "retrospector.blur_sigma": "σ of the `blur` retrospector, in pixels.",
     "retrospector.input": "What the backbone sees: `residual` |x̃ − x̂|, `image` x̃, or `both` (6 channels).",

@@ -138,7 +138,7 @@ def load_run_config(path: str | os.PathLike, overrides: dict[str, Any] | None = 
     for section in ("retrospector", "backbone"):
         sub = getattr(detector, section)
         key = "path" if section == "retrospector" else "pretrained_path"
-        if getattr(sub, key):
+        if getattr(sub, key) and not str(getattr(sub, key)).startswith("hrrkit:"):  # hrrkit:<name> ships inside
             setattr(sub, key, resolve(getattr(sub, key)))
     return RunConfig(
         detector=detector,
