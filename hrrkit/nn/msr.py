@@ -681,6 +681,11 @@ class MultiScaleStyleRetrospection(nn.Module):
                 f"MultiScaleStyleRetrospection: the retrospector returned {tuple(recon.shape)} for "
                 f"{tuple(enhanced.shape)}; it must keep the shape"
             )
+        return self._describe(enhanced, recon)
+
+    def _describe(self, enhanced: torch.Tensor, recon: torch.Tensor | None):
+        """Residual → backbone → statistics of views x̃ and their reconstructions x̂ (the part of MSR
+        after the retrospector; the cached path of :mod:`hrrkit.retrospect.views` starts here)."""
         if self.backbone_input == "image":
             inp = enhanced
         else:
@@ -702,17 +707,31 @@ class MultiScaleStyleRetrospection(nn.Module):
         return inp, feats, stats, desc
 
     def forward(self, images: ImageBatch) -> MSROutput:
-        """Args: images (B, C, H, W) or a list of B (C, H, W) tensors of any sizes.
+        """Args: images (B, C, H, W) or a list of B (C, H, W) tensors of any sizes, or a
+        :class:`~hrrkit.retrospect.views.RetrospectedViews` of cached (x̃_s, x̂_s) pairs (rescale,
+        line enhancement and retrospection already done: they are skipped).
 
         Returns: :class:`MSROutput`."""
-        views = self.rescale(images)
+        cached = hasattr(images, "reconstruction") and hasattr(images, "enhanced")  # RetrospectedViews
+        if cached:
+            if tuple(images.scales) != tuple(self.scales):
+                raise ValueError(f"MultiScaleStyleRetrospection: cached views have scales {images.scales}, "
+                                 f"this module {self.scales}")
+            views = images
+        else:
+            views = self.rescale(images)
         num_images = views.num_images
         descriptors, features, inputs, styles = [], [], [], []
         for s in range(len(views.scales)):
             sums, counts = None, None
             s_feats, s_inputs, s_styles = [], [], []
-            for group, idx in zip(views.groups[s], views.image_index[s]):
-                inp, feats, stats, desc = self._view_descriptor(group)
+            groups = (zip(views.enhanced[s], views.reconstruction[s]) if cached
+                      else ((g, None) for g in views.groups[s]))
+            for (group, recon), idx in zip(groups, views.image_index[s]):
+                if cached:
+                    inp, feats, stats, desc = self._describe(group, recon if self.retrospector is not None else None)
+                else:
+                    inp, feats, stats, desc = self._view_descriptor(group)
                 if sums is None:
                     sums = desc.new_zeros(num_images, desc.shape[1])
                     counts = desc.new_zeros(num_images)
