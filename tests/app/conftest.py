@@ -40,8 +40,9 @@ def app_model(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("app_detector")
     run = tiny_run_config(
         bench.manifest, tmp / "run", epochs=TRAIN_EPOCHS,
-        detector={"preset": "dire", "input": {"policy": "random_crop", "eval_policy": "native", "crop_size": 32},
-                  "backbone": {"options": {"width": 8, "depth": 2}},
+        detector={"preset": "dire", "input": {"policy": "random_crop", "eval_policy": "native", "crop_size": 32,
+                                              "augment": "none"},
+                  "backbone": {"name": "compact_cnn", "options": {"width": 8, "depth": 2}},
                   "retrospector": {"kind": "blur", "path": None}},  # weight-free: seconds, not minutes
         data={"train_split": "train", "val_split": "val", "test_split": "test_seen"},
         train={"batch_size": 16, "lr": 3e-3},
