@@ -65,7 +65,9 @@ def demo_detector_config(name: str, settings: DemoSettings) -> DetectorConfig:
         "input.policy": "random_crop",
         "input.eval_policy": "native",
         "input.crop_size": settings.crop_size,
+        "backbone.name": "compact_cnn",  # the presets' pretrained backbones are not CPU-demo sized
         "backbone.options": {"width": settings.width, "depth": settings.depth},
+        "input.augment": "none",
         "style.levels": [1, 2],
     })
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from hrrkit.models.config import DetectorConfig
 
-__all__ = ["BASELINE_PRESETS", "DIRE_PRESET", "cnnspot", "dire", "npr", "register_baselines", "univfd"]
+__all__ = ["BASELINE_PRESETS", "cnnspot", "dire", "npr", "register_baselines", "univfd"]
 
 # one scale, no line enhancement, global average pooling instead of style statistics
 _SINGLE_SCALE_POOLED = {
@@ -113,7 +113,6 @@ def cnnspot(base: DetectorConfig) -> DetectorConfig:
 
 
 # name → (one line for listings, factory); registered in hrrkit.models.presets
-DIRE_PRESET = ("DIRE (ICCV 2023): diffusion residual into ImageNet EfficientNet-Lite0, fine-tuned, BCE", dire)
 BASELINE_PRESETS = {
     "univfd": ("UnivFD (CVPR 2023): linear probe on frozen ImageNet EfficientNet-Lite0 features", univfd),
     "npr": ("NPR (CVPR 2024): x - up(down(x)) into a compact CNN from scratch, any image size", npr),
@@ -123,10 +122,8 @@ BASELINE_PRESETS = {
 
 def register_baselines() -> None:
     """Register :data:`BASELINE_PRESETS` in the preset registry (:mod:`hrrkit.models.presets` imports
-    this module on the first preset lookup). :func:`dire` is not among them yet: the registry's
-    ``dire`` is still the compact-CNN DIRE-style ablation that the demo and some tests size with
-    ``backbone.options: {width, depth}``; :data:`DIRE_PRESET` replaces it once those callers name
-    their backbone (``backbone.name: compact_cnn``)."""
+    this module on the first preset lookup). :func:`dire` is registered by :mod:`hrrkit.models.presets`
+    itself, in the slot the older DIRE-style ablation had, so listings keep their order."""
     from hrrkit.models.presets import register_preset
 
     for name, (description, factory) in BASELINE_PRESETS.items():

@@ -5,7 +5,8 @@ the same way. Built in (this module):
 
 * ``hrr`` — the full detector: scales (0.5, 1, 2), line enhancement, style statistics, AFR head,
   scale-consistency KL.
-* ``dire`` — DIRE-style: the residual of one scale, backbone, global average pooling, linear head.
+* ``dire`` — DIRE as published (:func:`hrrkit.models.baselines.dire`): the default retrospector's
+  residual into ImageNet EfficientNet-Lite0, fine-tuned, one scale, linear head, BCE.
 * ``hrr_no_msr`` — HRR without MSR: one scale, no line enhancement, no style statistics, AFR head.
 * ``hrr_no_afr`` — HRR without AFR: MSR with a linear head.
 
@@ -109,9 +110,11 @@ def _hrr(base: DetectorConfig) -> DetectorConfig:
     return base
 
 
-@register_preset("dire", "DIRE-style: residual of one scale, backbone, global average pooling, linear head")
+@register_preset("dire", "DIRE (ICCV 2023): diffusion residual into ImageNet EfficientNet-Lite0, fine-tuned, BCE")
 def _dire(base: DetectorConfig) -> DetectorConfig:
-    return base.replace(**_NO_MSR, **_LINEAR_HEAD, **{"loss.scale_kl": 0.0})
+    from hrrkit.models.baselines import dire  # DIRE as published (issue 14); registered here to keep the order
+
+    return dire(base)
 
 
 @register_preset("hrr_no_msr", "ablation: HRR without MSR (one scale, no line enhancement, no style statistics)")

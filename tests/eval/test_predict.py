@@ -23,7 +23,8 @@ def _images(folder, sizes, seed=0):
 
 def _detector(preset="hrr", **changes):
     torch.manual_seed(0)
-    det = HRRDetector(preset_config(preset).replace(**{"backbone.options": {"width": 4, "depth": 2}, **changes}))
+    det = HRRDetector(preset_config(preset).replace(**{"backbone.name": "compact_cnn",
+                                                       "backbone.options": {"width": 4, "depth": 2}, **changes}))
     with torch.no_grad():  # a non-trivial head, so scores and maps differ between images
         for p in det.head.parameters():
             p.normal_(0, 0.5)
