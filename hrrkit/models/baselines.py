@@ -50,8 +50,8 @@ def dire(base: DetectorConfig) -> DetectorConfig:
     fine-tuned, one scale, BCE, random 224-px crops and flips.
 
     Follows: the residual image (``retrospector.input="residual"``) of the detector's *default*
-    retrospector — whatever ``RetrospectorConfig()`` is, so this preset follows hrrkit's default
-    diffusion retrospector when that changes; the residual is shifted into the image range as DIRE
+    retrospector — whatever ``RetrospectorConfig()`` is (now the shipped pixel-DDIM model
+    ``hrrkit:real-photo-unet``), so this preset follows hrrkit's default diffusion retrospector; the residual is shifted into the image range as DIRE
     does by saving it as an 8-bit picture (``input_offset=-1``); global average pooling; a linear
     logit; BCE.
     Departs: EfficientNet-Lite0 instead of ResNet-50; DIRE inverts and reconstructs with ADM's
