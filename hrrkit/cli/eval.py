@@ -149,7 +149,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "calibrate the threshold")
     p.add_argument("--save-threshold", action="store_true", help="store the calibrated threshold in the detector")
     p.add_argument("--perturb", nargs="+", metavar="KIND:V1,V2",
-                   help="robustness: jpeg:30,50 blur:0.5,1 resize:0.5 crop:0.9 noise:0.01")
+                   help="robustness: jpeg:30,50 blur:0.5,1 resize:0.5 crop:0.9 noise:0.01; delivery: webp:50,80 "
+                        "png-roundtrip downscale-then-jpeg[:0.5] screenshot-like[:1.25] (docs/cli.md)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file / exit 1 if any")
