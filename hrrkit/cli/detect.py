@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         decided += f" at threshold {threshold:g}"
     print(f"{len(scored)} scored ({decided}); {len(failures)} unreadable", file=sys.stderr)
+    from hrrkit.retrospect.registry import retrospector_label
+
+    print(f"detector {detector.config.name}, retrospector: {retrospector_label(detector.config.retrospector)}",
+          file=sys.stderr)
     if result.noted:
         print(f"{len(result.noted)} image(s) with a note (collapsed scales or too small; see the 'note' column), "
               f"e.g. {result.noted[0]['path']}: {result.noted[0]['note']}", file=sys.stderr)

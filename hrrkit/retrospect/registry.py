@@ -125,3 +125,15 @@ register_retrospector(RetrospectorKind(
 register_retrospector(RetrospectorKind(
     "pixel_ddim", "DIRE: DDIM inversion + sampling with a pixel UNet", _weights_factory("pixel_ddim"),
     needs_path=True, cli_alias="pixel", cls="hrrkit.retrospect.pixel_ddim:PixelDDIMRetrospector"))
+
+
+def retrospector_label(config: Any) -> str:
+    """One line naming the retrospector a ``RetrospectorConfig`` builds, for reports and ``hrrkit detect``:
+    ``"pixel_ddim (hrrkit:real-photo-unet)"``, ``"blur σ=1 px (ablation, no diffusion model)"``, ..."""
+    kind = config.kind
+    if kind == "blur":
+        return f"blur σ={config.blur_sigma:g} px (ablation, no diffusion model)"
+    if kind in ("none", "identity"):
+        return f"{kind} (ablation, no reconstruction)"
+    options = ", ".join(f"{k}={v}" for k, v in sorted((config.options or {}).items()))
+    return f"{kind} ({config.path}{', ' + options if options else ''})"

@@ -106,3 +106,13 @@ def test_tampered_or_missing_weights_are_reported(tmp_path):
         handle.write(b"\0")
     with pytest.raises(ShippedWeightsError, match="differs from the training record"):
         load_shipped_unet(NAME, tmp_path)
+
+
+def test_reports_name_the_retrospector():
+    from hrrkit.models.config import RetrospectorConfig
+    from hrrkit.retrospect.registry import retrospector_label
+
+    assert retrospector_label(RetrospectorConfig()) == f"pixel_ddim (hrrkit:{NAME})"
+    assert retrospector_label(RetrospectorConfig(options={"steps": 4, "strength": 1.0})) == (
+        f"pixel_ddim (hrrkit:{NAME}, steps=4, strength=1.0)")
+    assert "ablation" in retrospector_label(RetrospectorConfig(kind="blur", path=None))
