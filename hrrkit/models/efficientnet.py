@@ -371,9 +371,14 @@ class EfficientNetLite0Backbone(nn.Module):
         return self.body(x + self.input_offset if self.input_offset else x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_cache_location is None or x.requires_grad:
+        if not self.frozen or x.requires_grad:
             return self._features(x)
-        return self.feature_cache(x, self._features)
+        # frozen and nothing upstream to train: no graph through the backbone (memory), features from
+        # the cache when there is one; the output is an autograd leaf when grad mode is on, so
+        # gradient-based evidence maps (d logit / d features) still work
+        with torch.no_grad():
+            out = self._features(x) if self.feature_cache_location is None else self.feature_cache(x, self._features)
+        return out.requires_grad_() if torch.is_grad_enabled() else out
 
     @property
     def feature_cache(self):

@@ -96,3 +96,29 @@ def test_memory_part_is_bounded_and_evicts_least_recently_used():
     assert cache.misses == before  # kept
     cache(views[1], compute)
     assert cache.misses == before + 1  # evicted, recomputed
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_frozen_output_is_a_leaf_so_evidence_maps_work(cache):
+    import numpy as np
+    from PIL import Image
+
+    from hrrkit.models import HRRDetector, preset_config
+
+    backbone = _backbone(feature_cache=cache)
+    x = torch.rand(1, 3, 16, 16)
+    out = backbone(x)
+    assert out.requires_grad and out.grad_fn is None  # no graph through the frozen weights
+    with torch.no_grad():
+        assert not backbone(x).requires_grad
+    torch.manual_seed(0)
+    config = preset_config("univfd").replace(**{
+        "input.crop_size": 32,
+        "backbone.options": {"pretrained": True, "out_index": 5, "frozen": True, "feature_cache": cache}})
+    detector = HRRDetector(config).eval()
+    with torch.no_grad():
+        for p in detector.head.parameters():
+            p.normal_(0, 0.5)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (37, 29, 3), dtype=np.uint8))
+    maps = detector.predict([image], with_maps=True)[0]["maps"]
+    assert np.abs(maps["1"]).sum() > 0  # the per-location contributions to the logit are not all zero
