@@ -243,8 +243,10 @@ def _hwc_to_tensor(array: np.ndarray) -> torch.Tensor:
     """uint8 ``(..., H, W, C)`` -> float32 ``(..., C, H, W)`` in [-1, 1]."""
     if not array.flags.writeable:  # arrays viewing PIL memory are read-only; torch wants its own
         array = array.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3)
-    return tensor.to(torch.float32).div_(127.5).sub_(1.0).contiguous()
+    hwc = torch.from_numpy(np.ascontiguousarray(array))
+    # one float32 allocation, already channels-first: for a 4k photo this saves a 144 MB copy
+    chw = torch.empty((*hwc.shape[:-3], hwc.shape[-1], *hwc.shape[-3:-1]), dtype=torch.float32)
+    return chw.copy_(hwc.movedim(-1, -3)).div_(127.5).sub_(1.0)
 
 
 def apply_input_policy(

@@ -145,7 +145,7 @@ DETECTION_FIELD_DOCS = {
 
 # processed pixels (all views x all scales) per forward pass; an image above the budget is scored
 # alone. Peak memory against image size: benchmarks/detect_memory.py
-DEFAULT_PIXEL_BUDGET = 12_000_000
+DEFAULT_PIXEL_BUDGET = 6_000_000
 
 
 @dataclass

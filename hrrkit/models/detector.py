@@ -154,9 +154,10 @@ class HRRDetector(HubMixin, nn.Module):
         pil = [self._as_pil(img) for img in images]
         views = [self.preprocess(img) for img in pil]
         owners = torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(views)])
-        same = len({tuple(v.shape[1:]) for v in views}) == 1
-        batch: torch.Tensor | list[torch.Tensor] = torch.cat(views).to(device) if same else [
-            t.to(device) for v in views for t in v]
+        # a list, not torch.cat: MSR groups the views by size itself, and a concatenated copy of large
+        # photos would double the input's memory
+        batch = [t.to(device) for v in views for t in v]
+        del views
         try:
             if with_maps:
                 with torch.enable_grad():
@@ -169,9 +170,11 @@ class HRRDetector(HubMixin, nn.Module):
                     grads.append(list(flat[k : k + len(group)]))
                     k += len(group)
             else:
+                self.msr.keep_intermediates = False  # nothing reads them: free each scale's as it is done
                 with torch.no_grad():
                     out = self(batch)
         finally:
+            self.msr.keep_intermediates = True
             self.train(was_training)
         n = len(images)
         scores = image_probabilities(out.logits, owners, n).cpu().tolist()

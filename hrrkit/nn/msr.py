@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrrkit.ops.line_enhance import line_enhance
+from hrrkit.ops.line_enhance import kernel_radius, line_enhance
 from hrrkit.ops.moments import check_levels, multilevel_moments, num_cells, residual_multilevel_moments
-from hrrkit.utils.tiling import tile_starts
+from hrrkit.utils.tiling import map_row_strips, tile_starts
 
 ImageBatch = torch.Tensor | Sequence[torch.Tensor]
 
@@ -328,7 +328,17 @@ class LineEnhancement(nn.Module):
             eps=self.eps,
         )
 
+    #: planes larger than this (pixels per channel) are enhanced in horizontal strips (see forward)
+    strip_pixels: int = 1 << 19
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Large images in strips of rows with a halo of r₁ + r₂ rows (the reach of the unsharp mask plus
+        # the edge operator): the same result, but the reference op's temporaries (≈ 20× the plane)
+        # are bounded by the strip — a 2048×1536 RGB view needs tens of MB instead of ~800 MB.
+        halo = kernel_radius(self.sigma_sharpen, self.truncate) + kernel_radius(self.sigma_edge, self.truncate)
+        return map_row_strips(self._enhance, x, halo, self.strip_pixels)
+
+    def _enhance(self, x: torch.Tensor) -> torch.Tensor:
         return line_enhance(
             x,
             self.sigma_sharpen,
@@ -662,6 +672,11 @@ class MultiScaleStyleRetrospection(nn.Module):
     def pixel_residual_stats(self) -> bool:
         return self.pixel_residual_levels is not None
 
+    #: keep every view's backbone input, feature maps and style statistics in :class:`MSROutput`
+    #: (for evidence maps and figures); ``False`` leaves those lists empty, so a large image's
+    #: intermediates are freed scale by scale (what ``HRRDetector.predict`` does without maps)
+    keep_intermediates: bool = True
+
     @property
     def scales(self) -> tuple[float, ...]:
         return self.rescale.scales
@@ -737,9 +752,13 @@ class MultiScaleStyleRetrospection(nn.Module):
                     counts = desc.new_zeros(num_images)
                 sums = sums.index_add(0, idx, desc)
                 counts = counts.index_add(0, idx, torch.ones_like(idx, dtype=desc.dtype))
-                s_feats.append(feats)
-                s_inputs.append(inp)
-                s_styles.append(stats)
+                if self.keep_intermediates:
+                    s_feats.append(feats)
+                    s_inputs.append(inp)
+                    s_styles.append(stats)
+                del inp, feats, stats
+            if not cached and not self.keep_intermediates:
+                views.groups[s] = []  # this scale's views are done; free them before the next scale
             descriptors.append(sums / counts[:, None])
             features.append(s_feats)
             inputs.append(s_inputs)

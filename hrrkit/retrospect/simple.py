@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from hrrkit.ops.line_enhance import gaussian_blur_reference
+from hrrkit.ops.line_enhance import gaussian_blur_reference, kernel_radius
 from hrrkit.retrospect.base import RetrospectionCost
+from hrrkit.utils.tiling import map_row_strips
 
 _NO_NETWORK = RetrospectionCost(unet_evals=0, vae_encodes=0, vae_decodes=0)
 
@@ -21,9 +22,13 @@ class BlurRetrospector:
             raise ValueError(f"retrospector.blur_sigma={sigma}: must be > 0")
         self.sigma = float(sigma)
 
+    #: planes larger than this are blurred in strips of rows (same result, bounded temporaries)
+    strip_pixels: int = 1 << 19
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return gaussian_blur_reference(images, self.sigma)
+            return map_row_strips(lambda x: gaussian_blur_reference(x, self.sigma), images,
+                                  kernel_radius(self.sigma, 3.0), self.strip_pixels)
 
     def cost(self, image_size: tuple[int, int] | None = None) -> RetrospectionCost:
         return _NO_NETWORK

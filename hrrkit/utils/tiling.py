@@ -19,3 +19,27 @@ def tile_starts(length: int, tile: int) -> list[int]:
     if n == 1:
         return [0]
     return [(i * (length - tile) + (n - 1) // 2) // (n - 1) for i in range(n)]
+
+
+def map_row_strips(fn, x, halo: int, max_pixels: int):
+    """``fn(x)`` for a local image operator ``fn`` of vertical reach ``halo`` rows, computed in
+    horizontal strips of about ``max_pixels`` pixels per plane, each with ``halo`` extra rows on both
+    sides, so its temporaries are bounded by the strip instead of the image.
+
+    ``x`` is ``(..., H, W)`` (a torch tensor); ``fn`` must map ``(..., h, W)`` to the same shape and
+    treat only the first and last rows of its input as borders. Every output row then sees the same
+    neighbours as in one pass, and the result equals ``fn(x)`` (bit for bit for convolutions whose taps
+    do not depend on the size). Images of at most ``max_pixels`` pixels call ``fn(x)`` once.
+    """
+    import torch
+
+    h, w = x.shape[-2:]
+    if h * w <= max_pixels or h < 2:
+        return fn(x)
+    rows = max(1, max_pixels // w)
+    out = []
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        lo, hi = max(0, top - halo), min(h, bottom + halo)
+        out.append(fn(x[..., lo:hi, :])[..., top - lo : top - lo + bottom - top, :])
+    return torch.cat(out, dim=-2)
