@@ -24,6 +24,8 @@ the boundary tangent.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -73,7 +75,7 @@ def _bspline_weights(t):
 
 @triton.jit
 def _additive_fwd_bspline_kernel(
-    h_ptr, beta_ptr, g_ptr, M, D, stride_hm, stride_hd, lo, hi, inv_step,
+    h_ptr, beta_ptr, poison_ptr, g_ptr, M, D, stride_hm, stride_hd, lo, hi, inv_step,
     K: tl.constexpr, LINEAR: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -94,7 +96,10 @@ def _additive_fwd_bspline_kernel(
     b1 = tl.load(bp + 1, mask=mask, other=0.0).to(tl.float32)
     b2 = tl.load(bp + 2, mask=mask, other=0.0).to(tl.float32)
     b3 = tl.load(bp + 3, mask=mask, other=0.0).to(tl.float32)
-    g = b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3
+    # + Σ_k 0·β[j, k]: NaN when the feature has a non-finite coefficient, as in the reference,
+    # whose sum over all K terms multiplies it by a zero basis value
+    poison = tl.load(poison_ptr + rd, mask=rd < D, other=0.0)
+    g = b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3 + poison[None, :]
     tl.store(g_ptr + rm[:, None] * D + rd[None, :], g.to(g_ptr.dtype.element_ty), mask=mask)
 
 
@@ -130,7 +135,7 @@ def _additive_fwd_rbf_kernel(
 
 @triton.jit
 def _additive_bwd_kernel(
-    h_ptr, go_ptr, beta_ptr, grad_h_ptr, partial_ptr,
+    h_ptr, go_ptr, beta_ptr, poison_ptr, grad_h_ptr, partial_ptr,
     M, D, stride_hm, stride_hd, stride_gm, stride_gd, rows_per_split,
     lo, hi, inv_step, spacing, neg_half_inv_w2, inv_w2,
     K: tl.constexpr, K_PAD: tl.constexpr, BASIS: tl.constexpr, LINEAR: tl.constexpr,
@@ -143,6 +148,7 @@ def _additive_bwd_kernel(
     dmask = rd < D
     bmask = dmask[:, None] & (kk[None, :] < K)
     beta = tl.load(beta_ptr + rd[:, None] * K + kk[None, :], mask=bmask, other=0.0).to(tl.float32)
+    poison = tl.load(poison_ptr + rd, mask=dmask, other=0.0)
     acc = tl.zeros((BLOCK_D, K_PAD), dtype=tl.float32)
     row_start = split * rows_per_split
     row_end = tl.minimum(row_start + rows_per_split, M)
@@ -168,7 +174,7 @@ def _additive_bwd_kernel(
                 b1 = tl.load(bp + 1, mask=mask, other=0.0).to(tl.float32)
                 b2 = tl.load(bp + 2, mask=mask, other=0.0).to(tl.float32)
                 b3 = tl.load(bp + 3, mask=mask, other=0.0).to(tl.float32)
-                gh = go * (b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3) * inv_step
+                gh = go * ((b0 * d0 + b1 * d1 + b2 * d2 + b3 * d3) * inv_step + poison[None, :])
                 gh = tl.where(gate, gh, 0.0)
                 tl.store(
                     grad_h_ptr + rm[:, None] * D + rd[None, :], gh.to(grad_h_ptr.dtype.element_ty), mask=mask
@@ -207,6 +213,16 @@ def _additive_bwd_kernel(
     if NEED_GRAD_BETA:
         out = partial_ptr + split * D * K + rd[:, None] * K + kk[None, :]
         tl.store(out, acc, mask=bmask)
+
+
+def max_offset(t: torch.Tensor) -> int:
+    """Largest element offset Σ (n_i − 1)·|s_i| of ``t`` (the kernels form row·stride in int32)."""
+    return sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+
+
+def _int32_safe(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if every offset the kernels form fits int32, else a contiguous copy (offsets < numel)."""
+    return t if max_offset(t) < 2**31 else t.contiguous()
 
 
 def _next_pow2(n: int) -> int:
@@ -251,9 +267,11 @@ class AdditiveExpandFunction(torch.autograd.Function):
     def forward(ctx, h, beta, basis, lo, hi, rbf_width, extrapolation):
         D, K = beta.shape
         lead = h.shape[:-1]
-        h2 = h.reshape(-1, D)  # a view whenever the leading dims can be flattened without a copy
+        M = math.prod(lead)
+        h2 = _int32_safe(h.reshape(M, D))  # a view whenever the leading dims flatten without a copy
         beta_c = beta.contiguous()
-        M = h2.shape[0]
+        # (D,) float32: 0, or NaN for a feature with a non-finite coefficient (see the kernel)
+        poison = (beta_c.float() * 0.0).sum(-1)
         out_dtype = torch.promote_types(h.dtype, beta.dtype)
         g = torch.empty((M, D), device=h.device, dtype=out_dtype)
         consts = _basis_constants(basis, K, lo, hi, rbf_width)
@@ -263,7 +281,7 @@ class AdditiveExpandFunction(torch.autograd.Function):
                 bm, bd = _BLOCK_M_FWD_BSPLINE, _BLOCK_D_FWD_BSPLINE
                 grid = (triton.cdiv(M, bm), triton.cdiv(D, bd))
                 _additive_fwd_bspline_kernel[grid](
-                    h2, beta_c, g, M, D, h2.stride(0), h2.stride(1), lo, hi, consts["inv_step"],
+                    h2, beta_c, poison, g, M, D, h2.stride(0), h2.stride(1), lo, hi, consts["inv_step"],
                     K=K, LINEAR=linear, BLOCK_M=bm, BLOCK_D=bd,
                 )
             else:
@@ -275,18 +293,18 @@ class AdditiveExpandFunction(torch.autograd.Function):
                     consts["spacing"], consts["neg_half_inv_w2"], consts["inv_w2"],
                     K=K, K_PAD=k_pad, LINEAR=linear, BLOCK_M=bm, BLOCK_D=bd,
                 )
-        ctx.save_for_backward(h2, beta_c)
+        ctx.save_for_backward(h2, beta_c, poison)
         ctx.basis, ctx.lo, ctx.hi, ctx.rbf_width, ctx.linear = basis, lo, hi, rbf_width, linear
         ctx.h_shape, ctx.h_dtype, ctx.beta_dtype = h.shape, h.dtype, beta.dtype
         return g.view(*lead, D)
 
     @staticmethod
     def backward(ctx, grad_g):
-        h2, beta = ctx.saved_tensors
+        h2, beta, poison = ctx.saved_tensors
         need_h, need_beta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         M, D = h2.shape
         K = beta.shape[1]
-        go = grad_g.reshape(M, D)  # keeps stride-0 (expanded) gradients as views
+        go = _int32_safe(grad_g.reshape(M, D))  # keeps stride-0 (expanded) gradients as views
         k_pad = _next_pow2(K)
         bm, bd = _block_m_3d(k_pad), _BLOCK_D_3D
         d_blocks = triton.cdiv(D, bd) if D > 0 else 0
@@ -303,7 +321,7 @@ class AdditiveExpandFunction(torch.autograd.Function):
             consts = _basis_constants(ctx.basis, K, ctx.lo, ctx.hi, ctx.rbf_width)
             dummy = h2  # never written when the matching NEED_* flag is off
             _additive_bwd_kernel[(d_blocks, splits)](
-                h2, go, beta, grad_h if need_h else dummy, partial if need_beta else dummy,
+                h2, go, beta, poison, grad_h if need_h else dummy, partial if need_beta else dummy,
                 M, D, h2.stride(0), h2.stride(1), go.stride(0), go.stride(1), rows_per_split,
                 ctx.lo, ctx.hi, consts["inv_step"], consts["spacing"], consts["neg_half_inv_w2"], consts["inv_w2"],
                 K=K, K_PAD=k_pad, BASIS=_BSPLINE if ctx.basis == "bspline" else _RBF, LINEAR=ctx.linear,

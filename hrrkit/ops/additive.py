@@ -31,6 +31,14 @@ Both bases are defined on ``[lo, hi]``; an input outside is handled by ``extrapo
 * ``"linear"``: ``g_j(x) = g_j(b) + g_j'(b)·(x − b)`` with ``b`` the nearer end of the range —
   the tangent line at the boundary, so the gradient stays ``g_j'(b)``.
 
+Non-finite values
+-----------------
+A NaN or inf coefficient ``beta[j, k]`` makes feature j's output NaN for every input (and its
+gradient with respect to h, where h receives one): the sum over all K terms multiplies it by basis
+values that are zero. The fused B-spline kernel, which reads only the four non-zero terms, adds
+``Σ_k 0·beta[j, k]`` to reproduce that — a broken parameter is never hidden. A NaN in ``h`` gives
+NaN in its own output element only.
+
 Implementations
 ---------------
 :func:`additive_expand_reference` builds the ``(..., D, K)`` basis tensor (the specification);

@@ -22,6 +22,16 @@ REDUCTIONS = ("none", "mean", "sum")
 def _check_args(logits: torch.Tensor, targets: torch.Tensor, sigma: float, reduction: str) -> None:
     if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"correntropy loss: sigma must be a positive finite number, got {sigma!r}")
+    compute = torch.promote_types(logits.dtype, torch.float32)
+    limits = torch.finfo(compute)
+    if not limits.tiny <= sigma * sigma <= limits.max:
+        # σ² is a factor of the loss in both paths; outside this range it is 0 or inf in `compute`
+        lo, hi = math.sqrt(limits.tiny), math.sqrt(limits.max)
+        raise ValueError(
+            f"correntropy loss: sigma={sigma!r} squared does not fit {compute} (sigma must lie in "
+            f"[{lo:.3g}, {hi:.3g}] for {logits.dtype} scores); for such a large sigma the loss is the "
+            "squared margin (1 - y*f)^2"
+        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"correntropy loss: reduction={reduction!r}, expected one of {REDUCTIONS}")
     if not logits.is_floating_point():

@@ -33,15 +33,69 @@ subtracted so that a constant image gets exactly zero edges.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hrrkit.kernels._gaussian import gaussian_taps, kernel_radius
-from hrrkit.ops._dispatch import FusedUnavailableError, OpSpec, _env_impl, dispatch, register_op, resolve_impl
+from hrrkit.ops._dispatch import (
+    FusedUnavailableError,
+    OpSpec,
+    _env_impl,
+    dispatch,
+    get_op,
+    register_op,
+    resolve_impl,
+)
 
 #: Largest halo (r₁ + r₂, in pixels) the fused kernel handles; beyond it the reference runs.
 FUSED_MAX_HALO = 48
+
+
+def kernel_radius(sigma: float, truncate: float) -> int:
+    """Radius (in pixels) of a Gaussian of ``sigma`` truncated at ``truncate`` standard deviations:
+    ``max(1, int(truncate·σ + 0.5))`` (scipy.ndimage's rule, but never 0)."""
+    return max(1, int(truncate * sigma + 0.5))
+
+
+@lru_cache(maxsize=64)
+def gaussian_taps(sigma: float, truncate: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(G, D)`` for offsets ``t = −r..r``: ``G[t] = e^{−t²/2σ²} / Σ e^{−u²/2σ²}`` (sums to 1) and
+    ``D[t] = t·e^{−t²/2σ²} / Σ u²·e^{−u²/2σ²}`` (unit response to a unit ramp)."""
+    r = kernel_radius(sigma, truncate)
+    w = [math.exp(-(t * t) / (2.0 * sigma * sigma)) for t in range(-r, r + 1)]
+    total = math.fsum(w)
+    second = math.fsum(t * t * w[t + r] for t in range(-r, r + 1))
+    return tuple(v / total for v in w), tuple(t * w[t + r] / second for t in range(-r, r + 1))
+
+
+@lru_cache(maxsize=64)
+def _composed_taps(sigma_sharpen: float, amount: float, sigma_edge: float, truncate: float) -> torch.Tensor:
+    g1 = torch.tensor(gaussian_taps(sigma_sharpen, truncate)[0], dtype=torch.float64)
+    g2, d2 = (torch.tensor(k, dtype=torch.float64) for k in gaussian_taps(sigma_edge, truncate))
+    halo = (g1.numel() - 1) // 2 + (g2.numel() - 1) // 2
+
+    def centred(kernel):  # zero taps out to radius `halo`
+        r = (kernel.numel() - 1) // 2
+        return F.pad(kernel, (halo - r, halo - r))
+
+    def compose(a, b):  # correlating with a then b = correlating with their full convolution
+        return torch.from_numpy(np.convolve(a.numpy(), b.numpy()))
+
+    g12, d12 = compose(g2, g1), compose(d2, g1)
+    rows = [(1 + amount) * centred(g2), -amount * g12, (1 + amount) * centred(d2), -amount * d12,
+            centred(d2), d12, centred(g2), g12]
+    return torch.stack(rows)
+
+
+def composed_taps(sigma_sharpen: float, amount: float, sigma_edge: float, truncate: float = 3.0) -> torch.Tensor:
+    """The (8, 2R + 1) float64 table of 1-D filters, R = r₁ + r₂, that the fused kernel applies:
+    rows 0–3 along H — ``(1+a)·G₂``, ``−a·G₂∗G₁``, ``(1+a)·D₂``, ``−a·D₂∗G₁`` — and rows 4–7 along W
+    — ``D₂``, ``D₂∗G₁``, ``G₂``, ``G₂∗G₁`` — so that
+    ``g_x = W[row 4] V[row 0] x + W[row 5] V[row 1] x`` and ``g_y = W[row 6] V[row 2] x + W[row 7] V[row 3] x``
+    (every filter a correlation on the half-sample symmetric extension; see the module docstring)."""
+    return _composed_taps(float(sigma_sharpen), float(amount), float(sigma_edge), float(truncate)).clone()
 
 
 def gaussian_kernel1d(
@@ -161,8 +215,8 @@ def _fused_unsupported(x: torch.Tensor) -> list[str]:
     reasons = []
     if x.dim() != 4:
         reasons.append(f"expects (B, C, H, W), got rank {x.dim()}")
-    elif x.shape[0] * x.shape[1] >= 2**31 or max(x.stride()) * max(x.shape) >= 2**31:
-        reasons.append("tensor too large for 32-bit indexing")
+    elif x.shape[2] * x.shape[3] >= 2**31:
+        reasons.append(f"an image plane of {x.shape[2]}×{x.shape[3]} pixels is too large for 32-bit indexing")
     return reasons
 
 
@@ -216,4 +270,6 @@ def line_enhance(
             raise FusedUnavailableError("line_enhance", [f"halo r1 + r2 = {halo} > {FUSED_MAX_HALO} pixels"])
         return line_enhance_reference(x, *args)
     fn = dispatch("line_enhance", impl, (x,))
-    return fn(x, *args)
+    if fn is get_op("line_enhance").reference:
+        return fn(x, *args)
+    return fn(x, composed_taps(sigma_sharpen, amount, sigma_edge, truncate), args[3], args[5])

@@ -20,16 +20,18 @@ Outputs are in float32 for float32/float16/bfloat16 inputs and float64 for float
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 import torch
 
-from hrrkit.kernels._grid import cell_bounds, cell_boxes
-from hrrkit.ops._dispatch import OpSpec, dispatch, register_op
+from hrrkit.ops._dispatch import OpSpec, dispatch, get_op, register_op
 
 DEFAULT_LEVELS: tuple[int, ...] = (1, 2, 4)
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "atom_geometry",
     "cell_bounds",
     "cell_boxes",
     "check_levels",
@@ -39,6 +41,51 @@ __all__ = [
     "residual_multilevel_moments",
     "residual_multilevel_moments_reference",
 ]
+
+
+def cell_bounds(length: int, n: int) -> list[tuple[int, int]]:
+    """``[(start, stop), …]`` of the n cells along a side of ``length``: adaptive-pooling rule
+    ``start = floor(i·L/n)``, ``stop = ceil((i+1)·L/n)`` (never empty for L >= 1)."""
+    return [((i * length) // n, -((-(i + 1) * length) // n)) for i in range(n)]
+
+
+@lru_cache(maxsize=256)
+def cell_boxes(height: int, width: int, levels: tuple[int, ...]) -> tuple[tuple[int, int, int, int], ...]:
+    """The K = Σ n² cells as ``(top, bottom, left, right)`` half-open boxes, level by level,
+    row-major inside a level."""
+    boxes = []
+    for n in levels:
+        rows, cols = cell_bounds(height, n), cell_bounds(width, n)
+        boxes += [(r0, r1, c0, c1) for (r0, r1) in rows for (c0, c1) in cols]
+    return tuple(boxes)
+
+
+@lru_cache(maxsize=128)
+def atom_geometry(height: int, width: int, levels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The atoms the fused kernel reduces: the rectangles between consecutive distinct cell
+    boundaries of all levels (they partition the map; every cell is a union of atoms).
+
+    Returns ``(atoms, counts, member)``: (A, 4) int32 rows (top, height, left, width), the (A,)
+    float64 pixel counts, and the (A, K) float64 0/1 atom-in-cell matrix (cells in
+    :func:`cell_boxes` order)."""
+
+    def cuts(length):
+        bounds = {0, length}
+        for n in levels:
+            for start, stop in cell_bounds(length, n):
+                bounds.update((start, stop))
+        return sorted(bounds)
+
+    rows, cols = cuts(height), cuts(width)
+    atoms = [(r0, r1 - r0, c0, c1 - c0) for r0, r1 in zip(rows, rows[1:]) for c0, c1 in zip(cols, cols[1:])]
+    geo = np.array(atoms, dtype=np.int32)
+    boxes = cell_boxes(height, width, levels)
+    member = np.zeros((len(atoms), len(boxes)), dtype=np.float64)
+    for k, (top, bottom, left, right) in enumerate(boxes):
+        for i, (r0, rl, c0, cl) in enumerate(atoms):
+            member[i, k] = float(top <= r0 and r0 + rl <= bottom and left <= c0 and c0 + cl <= right)
+    counts = (geo[:, 1] * geo[:, 3]).astype(np.float64)
+    return geo, counts, member
 
 
 def num_cells(levels: Sequence[int]) -> int:
@@ -66,7 +113,11 @@ def _check_map(x: torch.Tensor, where: str) -> None:
 def multilevel_moments_reference(
     x: torch.Tensor, levels: tuple[int, ...] = DEFAULT_LEVELS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference (the specification): two-pass ``torch.var_mean`` per cell.
+    """Reference (the specification): ``torch.mean`` and ``torch.var`` per cell.
+
+    Non-finite values stay in their cells: a cell holding +inf (and no NaN or −inf) has mean +inf
+    (−inf likewise; NaN when it holds NaN or both signs) and variance NaN; every other cell is
+    unaffected.
 
     Args:
         x: (B, C, H, W), any floating dtype and layout.
@@ -79,7 +130,10 @@ def multilevel_moments_reference(
     xc = x.to(compute)
     means, variances = [], []
     for top, bottom, left, right in cell_boxes(x.shape[2], x.shape[3], tuple(levels)):
-        var, mean = torch.var_mean(xc[:, :, top:bottom, left:right], dim=(2, 3), correction=0)
+        cell = xc[:, :, top:bottom, left:right]
+        # torch.mean, not var_mean's running mean: the latter turns a +inf into NaN unless it comes last
+        mean = cell.mean(dim=(2, 3))
+        var = torch.var(cell, dim=(2, 3), correction=0)
         means.append(mean)
         variances.append(var)
     return torch.stack(means, dim=-1), torch.stack(variances, dim=-1)
@@ -100,9 +154,16 @@ def _unsupported(*tensors: torch.Tensor) -> list[str]:
         reasons.append("expects (B, C, H, W) maps")
     elif len(tensors) == 2 and tensors[0].shape != tensors[1].shape:
         reasons.append(f"a {tuple(tensors[0].shape)} and b {tuple(tensors[1].shape)} differ in shape")
-    elif any(t.numel() >= 2**31 or max(t.stride()) * max(t.shape) >= 2**31 for t in tensors):
-        reasons.append("tensor too large for 32-bit indexing")
+    elif any(_item_offset(t) >= 2**31 for t in tensors):
+        reasons.append("one batch item spans 2^31 or more elements (the kernel's in-item offsets are int32)")
     return reasons
+
+
+def _item_offset(t: torch.Tensor) -> int:
+    # the largest offset the kernel forms in int32: (C−1)|s_c| + (H−1)|s_h| + (W−1)|s_w|, and the
+    # contiguous gradient it may write (C·H·W)
+    strided = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
+    return max(strided, t.shape[1] * t.shape[2] * t.shape[3])
 
 
 register_op(
@@ -144,7 +205,10 @@ def multilevel_moments(
     """
     _check_map(x, "multilevel_moments")
     levels = check_levels(levels, "multilevel_moments")
-    return dispatch("multilevel_moments", impl, (x,))(x, levels)
+    fn = dispatch("multilevel_moments", impl, (x,))
+    if fn is get_op("multilevel_moments").reference:
+        return fn(x, levels)
+    return fn(x, atom_geometry(x.shape[2], x.shape[3], levels))
 
 
 def residual_multilevel_moments(
@@ -166,4 +230,7 @@ def residual_multilevel_moments(
             f"residual_multilevel_moments: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape"
         )
     levels = check_levels(levels, "residual_multilevel_moments")
-    return dispatch("residual_moments", impl, (a, b))(a, b, levels)
+    fn = dispatch("residual_moments", impl, (a, b))
+    if fn is get_op("residual_moments").reference:
+        return fn(a, b, levels)
+    return fn(a, b, atom_geometry(a.shape[2], a.shape[3], levels))

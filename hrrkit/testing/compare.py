@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
@@ -37,6 +40,40 @@ def poison_like(t: torch.Tensor) -> torch.Tensor:
     if t.is_floating_point():
         return torch.full_like(t, float("nan"))
     return torch.full_like(t, torch.iinfo(t.dtype).max)
+
+
+@contextlib.contextmanager
+def poisoned_allocations(module: ModuleType) -> Iterator[None]:
+    """While the block runs, every ``torch.empty`` / ``torch.empty_like`` made by ``module`` (a
+    kernel module: its outputs and scratch buffers) returns :func:`poison_like` memory, so an
+    element a kernel forgets to write shows up as NaN (or the integer maximum) in the result.
+
+    Example::
+
+        with poisoned_allocations(hrrkit.kernels.correntropy):
+            out = correntropy_loss(f, y, impl="triton")
+        assert torch.isfinite(out).all()
+    """
+
+    class _PoisoningTorch:
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def empty(*args, **kwargs):
+            return poison_like(torch.empty(*args, **kwargs))
+
+        @staticmethod
+        def empty_like(*args, **kwargs):
+            return poison_like(torch.empty_like(*args, **kwargs))
+
+    if getattr(module, "torch", None) is not torch:
+        raise TypeError(f"poisoned_allocations: {module.__name__} does not use `import torch`")
+    module.torch = _PoisoningTorch()
+    try:
+        yield
+    finally:
+        module.torch = torch
 
 
 def assert_close(

@@ -185,12 +185,13 @@ def test_fused_residual_matches_reference(device, dtype, channels, height, width
 
 @pytest.mark.kernel
 def test_fused_is_stable_for_large_offsets(device):
-    """Naive E[x²] − E[x]² in float32 loses every digit here; Chan/Welford merging does not."""
+    """Naive E[x²] − E[x]² in float32 loses every digit here; shifted Chan merging does not (and
+    stays within the plain fp32 table)."""
     x = (1e4 + torch.randn(2, 5, 33, 31, dtype=torch.float64)).float().to(device)
     mean, var = multilevel_moments(x, impl="triton")
     ref_mean, ref_var = multilevel_moments_reference(x.double())
     assert_close(mean, ref_mean, torch.float32, name="mean")
-    assert_close(var, ref_var, tol=tolerance_for(torch.float32, scale=100.0), name="var")
+    assert_close(var, ref_var, torch.float32, name="var")
     naive = (x * x).mean((2, 3)) - x.mean((2, 3)) ** 2
     assert (naive - ref_var[..., 0]).abs().max() > 100 * (var[..., 0] - ref_var[..., 0]).abs().max()
 

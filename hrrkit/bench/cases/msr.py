@@ -1,8 +1,9 @@
 """Benchmark cases of the MSR ops: line enhancement, multi-level moments, residual moments.
 
 ``bytes_moved`` counts what an ideal implementation must read and write (each image element once
-per pass): the fused line-enhancement backward in fact also writes and reads two float32 scratch
-planes (its two-pass transpose), so its achieved GB/s understates the traffic it really causes.
+per pass): the fused line enhancement in fact also writes and reads four float32 planes between its
+vertical and horizontal passes (twice in the backward), so its achieved GB/s understates the traffic
+it really causes (``hrrkit.bench.aot.predictions`` counts it).
 The moments' per-cell outputs (B·C·K values) are included; they are small next to the maps.
 """
 
