@@ -26,6 +26,8 @@ TINY_DETECTOR: dict = {
     "preset": "hrr",
     "input": {"policy": "random_crop", "eval_policy": "center_crop", "crop_size": 24},
     "backbone": {"options": {"width": 8, "depth": 2}},
+    # pinned: the default retrospector is the shipped diffusion model since issue 13
+    "retrospector": {"kind": "blur", "path": None},
 }
 
 

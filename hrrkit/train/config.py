@@ -26,6 +26,10 @@ FIELD_DOCS: dict[str, str] = {
     "max_steps_per_epoch": "Cap on steps per epoch for quick runs; `null` = the whole training set.",
     "log_every": "Write a JSONL step record every this many steps.",
     "keep_checkpoints": "Epoch checkpoints kept in `checkpoints/` (the newest ones); `best/` is kept apart.",
+    "retrospection_cache": "Folder of the cached retrospection stage: each image's (x̃_s, x̂_s) pairs are computed "
+                           "once, stored there and read by training, validation and the test report (crops cut "
+                           "jointly afterwards); `null` = the retrospector runs in every forward pass. Relative "
+                           "to the run config.",
 }
 
 
@@ -49,6 +53,8 @@ class TrainConfig:
         max_steps_per_epoch: cap for quick runs (``None`` = the whole training set).
         log_every: write a JSONL step record every this many steps.
         keep_checkpoints: how many epoch checkpoints to keep besides the best one.
+        retrospection_cache: folder of the cached retrospection stage
+            (:mod:`hrrkit.retrospect.views`), or ``None`` for the in-forward path.
     """
 
     epochs: int = 10
@@ -65,6 +71,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     log_every: int = 10
     keep_checkpoints: int = 2
+    retrospection_cache: str | None = None
 
     def __post_init__(self) -> None:
         checks = [

@@ -140,10 +140,12 @@ def load_run_config(path: str | os.PathLike, overrides: dict[str, Any] | None = 
         key = "path" if section == "retrospector" else "pretrained_path"
         if getattr(sub, key) and not str(getattr(sub, key)).startswith("hrrkit:"):  # hrrkit:<name> ships inside
             setattr(sub, key, resolve(getattr(sub, key)))
+    train = TrainConfig.from_dict(raw.get("train", {}))
+    train.retrospection_cache = resolve(train.retrospection_cache)
     return RunConfig(
         detector=detector,
         data=DataConfig(**data_raw),
-        train=TrainConfig.from_dict(raw.get("train", {})),
+        train=train,
         output_dir=resolve(raw.get("output_dir", "runs/hrr")),
         device=raw.get("device", "auto"),
     )
@@ -211,6 +213,13 @@ def run_training(config: RunConfig, *, resume: bool = True, progress: bool = Tru
     splits = split_samples(config.data, config.train.seed)
     datasets = make_datasets(config.detector, splits, config.train.seed)
     model = HRRDetector(config.detector)
+    if config.train.retrospection_cache:  # retrospect each image once; every epoch reads the cache
+        from hrrkit.retrospect.views import RetrospectedDataset, RetrospectionStage
+
+        datasets = {name: RetrospectedDataset(data, RetrospectionStage(model, seed=config.train.seed,
+                                                                       dither=True if name == "train" else None),
+                                              config.train.retrospection_cache)
+                    for name, data in datasets.items()}
     result = fit(model, datasets["train"], datasets["val"] if len(datasets["val"]) else None, config.train,
                  config.output_dir, device=device, resume=resume, progress=progress, run_config=config.to_dict())
     if evaluate and len(datasets["test"]) and int(os.environ.get("RANK", "0")) == 0:

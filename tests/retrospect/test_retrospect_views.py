@@ -215,3 +215,21 @@ print("rank-ok", dist.get_rank() if dist.is_initialized() else 0, data.stats)
                           str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("rank-ok") == 2
+
+
+def test_hrrkit_train_with_a_retrospection_cache_reads_it_in_a_rerun(tmp_path):
+    import yaml
+
+    from hrrkit.cli import main
+    from hrrkit.testing.synthetic_layouts import tiny_run_config, write_synthetic_layout
+
+    root = write_synthetic_layout(tmp_path / "data", "flat", per_class=4, seed=3)
+    config = tiny_run_config(root, tmp_path / "run", epochs=2, train={"batch_size": 4, "retrospection_cache": "cache"},
+                             detector={"input": {"policy": "random_crop", "crop_size": 24, "augment": "none"}})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "run.yaml"), "--no-progress", "--restart"]) == 0
+    folders = list((tmp_path / "cache").iterdir())  # relative to the run config; train and eval pairs apart
+    assert len(folders) == 2 and all(len(list((f / "entries").glob("*/*.safetensors"))) for f in folders)
+    entries = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")}
+    assert main(["train", str(tmp_path / "run.yaml"), "--no-progress", "--restart"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")} == entries
