@@ -56,8 +56,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.model) / "eval")
     inp = detector.config.input
 
-    def dataset(augment=None):
-        return inp.dataset(samples, augment=augment, strict=args.strict)
+    def cached(data):
+        """With --retrospection-cache: read (x̃_s, x̂_s) pairs from the cache (computing each once)."""
+        if not args.retrospection_cache:
+            return data
+        from hrrkit.retrospect.views import RetrospectedDataset, RetrospectionStage
+
+        return RetrospectedDataset(data, RetrospectionStage(detector), args.retrospection_cache, strict=args.strict)
+
+    def dataset(augment=None):  # a perturbation changes pixels before retrospection: never cached
+        data = inp.dataset(samples, augment=augment, strict=args.strict)
+        return cached(data) if augment is None else data
+
+    try:
+        dataset()
+    except ValueError as exc:  # e.g. an input policy the cached path does not support
+        print(f"hrrkit eval: --retrospection-cache: {exc}", file=sys.stderr)
+        return 2
 
     threshold = args.threshold if args.threshold is not None else detector.config.threshold
     band = None
@@ -65,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         from hrrkit.eval.metrics import calibrate_threshold
 
         def scores_of(subset, desc):
-            return predict_dataset(detector, inp.dataset(subset), device=device, desc=desc,
+            return predict_dataset(detector, cached(inp.dataset(subset)), device=device, desc=desc,
                                    progress=not args.no_progress)["scores"]
 
         real_scores = scores_of(cal_samples, "calibrate")
@@ -151,6 +166,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--perturb", nargs="+", metavar="KIND:V1,V2",
                    help="robustness: jpeg:30,50 blur:0.5,1 resize:0.5 crop:0.9 noise:0.01; delivery: webp:50,80 "
                         "png-roundtrip downscale-then-jpeg[:0.5] screenshot-like[:1.25] (docs/cli.md)")
+    p.add_argument("--retrospection-cache", metavar="DIR",
+                   help="read each image's retrospected pairs from this cache, computing missing ones once "
+                        "(the folder hrrkit train's train.retrospection_cache filled serves as is)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file / exit 1 if any")

@@ -233,3 +233,11 @@ def test_hrrkit_train_with_a_retrospection_cache_reads_it_in_a_rerun(tmp_path):
     entries = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")}
     assert main(["train", str(tmp_path / "run.yaml"), "--no-progress", "--restart"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")} == entries
+    # hrrkit eval reads the evaluation pairs that training's validation and test report stored
+    split = "test" if any((root / "test").iterdir()) else None
+    args = ["eval", str(root), "--model", str(tmp_path / "run" / "best"), "--retrospection-cache",
+            str(tmp_path / "cache"), "--no-progress", "--out", str(tmp_path / "eval")]
+    assert main(args + (["--split", split] if split else [])) == 0
+    assert (tmp_path / "eval" / "report.json").is_file()
+    if split:
+        assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")} == entries
