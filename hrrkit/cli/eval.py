@@ -108,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
             detector.config.calibration = calibration
             print(f"stored the threshold{' and the unsure band' if band else ''} in "
                   f"{update_detector_config(args.model, detector.config)}")
+    from hrrkit.retrospect.registry import retrospector_label
+
     context = {"model": str(args.model), "data": str(args.data), "split": args.split,
-               "detector": detector.config.name}
+               "detector": detector.config.name, "retrospector": retrospector_label(detector.config.retrospector)}
     try:
         pred = predict_dataset(detector, dataset(), batch_size=args.batch_size, device=device, desc="eval",
                                progress=not args.no_progress)

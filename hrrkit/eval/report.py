@@ -139,6 +139,8 @@ def write_report(
         f"{len(pred['labels'])} images scored; decision threshold {threshold:g} "
         "(an image is called generated when its score ≥ threshold)."
     ]
+    if (context or {}).get("retrospector"):  # every report names the retrospector its detector used
+        lines += ["", f"Detector `{context.get('detector', '?')}`, retrospector: {context['retrospector']}."]
     if oracle:
         lines += [
             "",

@@ -229,8 +229,11 @@ def run_training(config: RunConfig, *, resume: bool = True, progress: bool = Tru
         best = load_detector(Path(config.output_dir) / "best", device=device)
         pred = predict_dataset(best, datasets["test"], batch_size=config.train.batch_size, device=device,
                                progress=progress, desc="test")
+        from hrrkit.retrospect.registry import retrospector_label
+
         write_report(pred, Path(config.output_dir) / "test_report", threshold=best.config.threshold,
-                     title=f"{config.detector.name} on {Path(config.data.root).name} (test split)")
+                     title=f"{config.detector.name} on {Path(config.data.root).name} (test split)",
+                     context={"detector": best.config.name, "retrospector": retrospector_label(best.config.retrospector)})
         print(f"test report: {Path(config.output_dir) / 'test_report' / 'report.md'}", flush=True)
     return result
 

@@ -217,6 +217,7 @@ print("rank-ok", dist.get_rank() if dist.is_initialized() else 0, data.stats)
     assert res.stdout.count("rank-ok") == 2
 
 
+@pytest.mark.slow
 def test_hrrkit_train_with_a_retrospection_cache_reads_it_in_a_rerun(tmp_path):
     import yaml
 
@@ -238,6 +239,7 @@ def test_hrrkit_train_with_a_retrospection_cache_reads_it_in_a_rerun(tmp_path):
     args = ["eval", str(root), "--model", str(tmp_path / "run" / "best"), "--retrospection-cache",
             str(tmp_path / "cache"), "--no-progress", "--out", str(tmp_path / "eval")]
     assert main(args + (["--split", split] if split else [])) == 0
-    assert (tmp_path / "eval" / "report.json").is_file()
+    assert "retrospector: blur σ=1 px (ablation" in (tmp_path / "eval" / "report.md").read_text()
+    assert "retrospector: blur" in (tmp_path / "run" / "test_report" / "report.md").read_text()
     if split:
         assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/entries/*/*.safetensors")} == entries
