@@ -66,6 +66,32 @@ def docs(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/test_docs.py", "-q")
 
 
+def _aot(session: nox.Session) -> None:
+    """``hrrkit kernels`` for sm_80 and sm_90 into benchmarks/results/aot-<triton>/, then the CI test."""
+    version = session.run("python", "-c", "import triton; print(triton.__version__)", silent=True).strip()
+    dest = f"benchmarks/results/aot-{version}"
+    os.makedirs(dest, exist_ok=True)
+    session.run("hrrkit", "kernels", "--arch", "sm_80,sm_90", "--json", f"{dest}/report.json", *session.posargs,
+                env={"TRITON_INTERPRET": "0"})
+    session.run("python", "-m", "pytest", "tests/ops/test_aot.py", "-q", "-p", "no:cacheprovider")
+
+
+@nox.session
+def kernels(session: nox.Session) -> None:
+    """Compile every fused kernel ahead of time for sm_80/sm_90 (no GPU): 0 spills, shared memory
+    within each arch's limit; writes benchmarks/results/aot-<triton>/report.json."""
+    _install(session)
+    _aot(session)
+
+
+@nox.session(name="kernels-triton36")
+def kernels_triton36(session: nox.Session) -> None:
+    """The same on Triton 3.6, the GPU machine's version (pinned after hrrkit's own install)."""
+    _install(session)
+    session.install("triton==3.6.0")
+    _aot(session)
+
+
 @nox.session(python=False)
 def gpu(session: nox.Session) -> None:
     """The GPU check: kernel tests with the `gpu` hypothesis profile in fp32/bf16/fp16, then every

@@ -24,6 +24,7 @@ SUBCOMMANDS: list[str] = [
     "data",
     "bench",
     "env",
+    "kernels",
 ]
 
 
