@@ -32,8 +32,14 @@ import triton.language as tl
 
 _BSPLINE = 0
 _RBF = 1
-# rows × D-block × K elements kept in registers by the 3-D tiles
+# rows × D-block × K elements kept in registers by the 3-D tiles: 8192 in the forward (4 warps);
+# the backward holds three such tiles at once (basis, one-hot scatter, product) and spilled at 8192
+# (255 registers, 260-720 B of spills on sm_90), so it uses 4096 over 8 warps, and 2048 from
+# K = 64 on (the RBF backward still spilled 16-32 B there at 4096)
 _TILE_ELEMENTS = 8192
+_TILE_ELEMENTS_BWD = 4096
+_TILE_ELEMENTS_BWD_WIDE_K = 2048
+_NUM_WARPS_BWD = 8
 _BLOCK_D_3D = 32
 _BLOCK_M_FWD_BSPLINE = 32
 _BLOCK_D_FWD_BSPLINE = 64
@@ -242,8 +248,8 @@ def _basis_constants(basis: str, num_basis: int, lo: float, hi: float, rbf_width
     }
 
 
-def _block_m_3d(k_pad: int) -> int:
-    return max(1, _TILE_ELEMENTS // (_BLOCK_D_3D * k_pad))
+def _block_m_3d(k_pad: int, elements: int = _TILE_ELEMENTS) -> int:
+    return max(1, elements // (_BLOCK_D_3D * k_pad))
 
 
 def _num_row_splits(rows: int, d_blocks: int, block_m: int, device: torch.device) -> int:
@@ -306,7 +312,8 @@ class AdditiveExpandFunction(torch.autograd.Function):
         K = beta.shape[1]
         go = _int32_safe(grad_g.reshape(M, D))  # keeps stride-0 (expanded) gradients as views
         k_pad = _next_pow2(K)
-        bm, bd = _block_m_3d(k_pad), _BLOCK_D_3D
+        bm = _block_m_3d(k_pad, _TILE_ELEMENTS_BWD if k_pad < 64 else _TILE_ELEMENTS_BWD_WIDE_K)
+        bd = _BLOCK_D_3D
         d_blocks = triton.cdiv(D, bd) if D > 0 else 0
         grad_h = torch.empty((M, D), device=h2.device, dtype=ctx.h_dtype) if need_h else None
         grad_beta = None
@@ -325,7 +332,7 @@ class AdditiveExpandFunction(torch.autograd.Function):
                 M, D, h2.stride(0), h2.stride(1), go.stride(0), go.stride(1), rows_per_split,
                 ctx.lo, ctx.hi, consts["inv_step"], consts["spacing"], consts["neg_half_inv_w2"], consts["inv_w2"],
                 K=K, K_PAD=k_pad, BASIS=_BSPLINE if ctx.basis == "bspline" else _RBF, LINEAR=ctx.linear,
-                NEED_GRAD_H=need_h, NEED_GRAD_BETA=need_beta, BLOCK_M=bm, BLOCK_D=bd,
+                NEED_GRAD_H=need_h, NEED_GRAD_BETA=need_beta, BLOCK_M=bm, BLOCK_D=bd, num_warps=_NUM_WARPS_BWD,
             )
             if need_beta:
                 grad_beta = partial.sum(0).to(ctx.beta_dtype)  # fixed order: deterministic

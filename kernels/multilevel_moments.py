@@ -33,6 +33,8 @@ import triton.language as tl
 
 BLOCK_C = 32
 BLOCK_P = 64
+# 8 warps: with 4, the (channel × pixel) tile's 64-bit addresses took 167-254 registers per thread
+NUM_WARPS = 8
 
 
 @triton.jit
@@ -280,6 +282,7 @@ class _AtomMomentsFunction(torch.autograd.Function):
                 RESIDUAL=residual,
                 BLOCK_C=BLOCK_C,
                 BLOCK_P=BLOCK_P,
+                num_warps=NUM_WARPS,
             )
         ctx.save_for_backward(x, ys, geo, pivot, mean)
         ctx.residual = residual
@@ -323,6 +326,7 @@ class _AtomMomentsFunction(torch.autograd.Function):
                 NEED_DY=need_dy,
                 BLOCK_C=BLOCK_C,
                 BLOCK_P=BLOCK_P,
+                num_warps=NUM_WARPS,
             )
         return dx, (dy if need_dy else None), None
 
