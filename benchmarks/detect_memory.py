@@ -53,13 +53,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the rows as JSON here")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--policies", default="native,center_crop", help="comma-separated eval policies")
     parser.add_argument("--batches", default="default,1", help="comma-separated: default and/or image counts")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_images(folder)
-        for policy in ("native", "center_crop"):
+        for policy in args.policies.split(","):
             for batch in args.batches.split(","):
                 res = subprocess.run([sys.executable, "-c", CHILD, policy, str(folder), batch, str(args.threads)],
                                      capture_output=True, text=True, check=True)
