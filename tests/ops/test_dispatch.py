@@ -100,3 +100,21 @@ def test_auto_dispatch_compiles_without_graph_breaks(no_interpreter):
     # backend="eager" runs only Dynamo's tracing: fullgraph=True fails on any graph break
     compiled = torch.compile(lambda a, b: correntropy_loss(a, b, 1.5), backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(f, y), correntropy_loss(f, y, 1.5))
+
+
+def test_reference_ops_do_not_import_the_kernels():
+    """Geometry and filter taps live in hrrkit.ops; kernels receive them (issue 12): importing the
+    ops, and running every reference, loads no hrrkit.kernels module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, hrrkit.ops as o\n"
+        "x = torch.rand(1, 2, 9, 8)\n"
+        "o.line_enhance(x, impl='reference'); o.multilevel_moments(x, impl='reference')\n"
+        "o.additive_expand(torch.rand(3, 4), torch.rand(4, 6), impl='reference')\n"
+        "o.correntropy_loss(torch.rand(5), torch.ones(5), impl='reference')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hrrkit.kernels')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
