@@ -24,7 +24,7 @@ scipy.ndimage's ``mode="reflect"`` and numpy's ``"symmetric"``. Unlike ``F.pad(m
 defined for every n ≥ 1 and every pad width: a 1-pixel image is extended as a constant, a 2-pixel
 image as ``… x1 x0 x0 x1 x1 x0 …``. Because Gaussians are even, filtering the folded image and
 folding the result again equals filtering the infinite symmetric extension once; the fused kernel
-uses that to apply the whole linear part as one composed filter per tile.
+uses that to apply the whole linear part as composed separable filters (:func:`composed_taps`).
 
 ε (``eps``) makes the magnitude differentiable at flat regions (its gradient there is 0) and is
 subtracted so that a constant image gets exactly zero edges.
@@ -227,7 +227,7 @@ register_op(
         fused_module="hrrkit.kernels.line_enhance",
         fused_attr="line_enhance_fused",
         unsupported=_fused_unsupported,
-        summary="unsharp mask → Gaussian-derivative edge magnitude → x + β·edges, one tiled pass, fwd+bwd",
+        summary="unsharp mask → Gaussian-derivative edge magnitude → x + β·edges, two separable stencil passes, fwd+bwd",
     )
 )
 
