@@ -32,6 +32,16 @@ def test_wheel_contents(tmp_path):
     source_packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "hrrkit").rglob("__init__.py")}
     wheel_packages = {Path(n).parent.as_posix() for n in names if n.endswith("__init__.py")}
     assert source_packages <= wheel_packages, source_packages - wheel_packages
+    assert "hrrkit/app/__init__.py" in names
+    # every data file the code loads from the package (shipped weights and their training records, the
+    # py.typed marker) is in the wheel: a data-only folder such as hrrkit/retrospect/weights has no
+    # __init__.py, so the check above cannot see it; it needs its packages and package-data entries
+    data_files = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "hrrkit").rglob("*")
+        if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts
+    }
+    assert "hrrkit/retrospect/weights/real-photo-unet.safetensors" in data_files
+    assert data_files <= set(names), sorted(data_files - set(names))
 
 
 def test_kernels_import_as_subpackage():
