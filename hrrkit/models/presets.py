@@ -125,3 +125,9 @@ def _hrr_no_msr(base: DetectorConfig) -> DetectorConfig:
 @register_preset("hrr_no_afr", "ablation: HRR without AFR (MSR with a linear head)")
 def _hrr_no_afr(base: DetectorConfig) -> DetectorConfig:
     return base.replace(**_LINEAR_HEAD)
+
+
+@register_preset("hrr_no_retrospection", "ablation: HRR with the image itself into the backbone (no retrospector)")
+def _hrr_no_retrospection(base: DetectorConfig) -> DetectorConfig:
+    return base.replace(**{"retrospector.kind": "none", "retrospector.input": "image",
+                           "style.pixel_residual_stats": False})
