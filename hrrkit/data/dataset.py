@@ -411,6 +411,24 @@ class ImageDataset(Dataset):
 # --------------------------------------------------------------------------------------------------
 
 
+def batch_provenance(items: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The readable items of a batch and its provenance fields: ``labels``/``indices`` int64 tensors,
+    ``paths``, ``generators``, ``sources``, ``splits`` lists, ``skipped`` (index + reason of each
+    unreadable item) and ``images=None`` for the collate function to fill. Shared by every collate."""
+    good = [item for item in items if "skipped" not in item]
+    batch: dict[str, Any] = {
+        "labels": torch.tensor([item["label"] for item in good], dtype=torch.int64),
+        "indices": torch.tensor([item["index"] for item in good], dtype=torch.int64),
+        "paths": [item["path"] for item in good],
+        "generators": [item["generator"] for item in good],
+        "sources": [item["source"] for item in good],
+        "splits": [item["split"] for item in good],
+        "skipped": [{"index": item["index"], **item["skipped"]} for item in items if "skipped" in item],
+        "images": None,
+    }
+    return good, batch
+
+
 def collate_samples(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch items of :class:`ImageDataset`, dropping skipped ones into ``batch["skipped"]``.
 
@@ -424,18 +442,7 @@ def collate_samples(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ValueError: native-size images of different sizes in one batch (use
             :class:`SizeBucketBatchSampler`, ``batch_size=1`` or a crop policy).
     """
-    good = [item for item in items if "skipped" not in item]
-    skipped = [{"index": item["index"], **item["skipped"]} for item in items if "skipped" in item]
-    batch: dict[str, Any] = {
-        "labels": torch.tensor([item["label"] for item in good], dtype=torch.int64),
-        "indices": torch.tensor([item["index"] for item in good], dtype=torch.int64),
-        "paths": [item["path"] for item in good],
-        "generators": [item["generator"] for item in good],
-        "sources": [item["source"] for item in good],
-        "splits": [item["split"] for item in good],
-        "skipped": skipped,
-        "images": None,
-    }
+    good, batch = batch_provenance(items)
     if not good:
         return batch
     images = [item["image"] for item in good]

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from hrrkit.data.dataset import batch_provenance
 from hrrkit.retrospect.cache import CacheCorruptError, ReconstructionCache, file_content_hash
 
 __all__ = ["RetrospectedDataset", "RetrospectedViews", "RetrospectionStage", "fill_view_cache"]
@@ -312,18 +313,8 @@ class RetrospectedDataset(Dataset):
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Like :func:`hrrkit.data.dataset.collate_samples`, with ``images`` a :class:`RetrospectedViews`
         (``None`` when every item was skipped); views of equal size share a group."""
-        good = [item for item in items if "skipped" not in item]
-        batch: dict[str, Any] = {
-            "labels": torch.tensor([item["label"] for item in good], dtype=torch.int64),
-            "indices": torch.tensor([item["index"] for item in good], dtype=torch.int64),
-            "paths": [item["path"] for item in good],
-            "generators": [item["generator"] for item in good],
-            "sources": [item["source"] for item in good],
-            "splits": [item["split"] for item in good],
-            "skipped": [{"index": item["index"], **item["skipped"]} for item in items if "skipped" in item],
-        }
+        good, batch = batch_provenance(items)
         if not good:
-            batch["images"] = None
             return batch
         scales = self.stage.scales
         enhanced, recon, index, boxes = [], [], [], []

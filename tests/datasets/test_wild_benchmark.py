@@ -245,9 +245,9 @@ def test_a_retrospector_is_a_regenerator(tmp_path):
         del wild_regenerators.REGENERATORS["test-tiny-unet"]
 
 
-def test_the_shipped_real_photo_diffusion_model_regenerates_when_present():
-    if not wild_regenerators.SHIPPED_REGENERATORS:
-        pytest.skip("hrrkit/retrospect/weights/real-photo-unet.safetensors is not shipped in this checkout")
+def test_the_shipped_real_photo_diffusion_model_regenerates():
+    # the weights ship in the package (hrrkit/retrospect/weights/): their absence is a packaging bug, not a skip
+    assert wild_regenerators.SHIPPED_REGENERATORS, "the real-photo diffusion regenerators did not register"
     assert set(wild_regenerators.SHIPPED_REGENERATORS) <= set(wild.FULL.train_per_generator)
     crops = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     for name in wild_regenerators.SHIPPED_REGENERATORS:
