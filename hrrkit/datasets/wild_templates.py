@@ -104,23 +104,11 @@ TEXT_TO_IMAGE: dict[str, Thumbnail] = {
     "image_boogu_image_0_1_turbo_t2i-1": Thumbnail("image_boogu_image_0_1_turbo_t2i-1", "boogu-image-turbo", "26c909f0846a68f8e274d95c14293774c4cc1345a4af749e1778875393eb30ab"),
     "image_krea2_turbo_t2i-1": Thumbnail("image_krea2_turbo_t2i-1", "krea2-turbo", "ba214942f8b71a1cc70abb13ea7ffd337ff7a7c2b95cf4f4f1a18413143070f8"),
     "Image_capybara_v0_1_text_to_image-1": Thumbnail("Image_capybara_v0_1_text_to_image-1", "capybara", "69d005c786bcd590bd5262cc5dd65ebef1e9d5c3a1ea780f41cdc848a6d9c703"),
-    "api_bytedance_seedream_5_0_lite_t2i-1": Thumbnail("api_bytedance_seedream_5_0_lite_t2i-1", "seedream-5-lite", "c18b024da89ee14ffe2fa460a0fe36893542afe064105f04adc68b889cefe5c3"),
-    "api_grok_text_to_image-1": Thumbnail("api_grok_text_to_image-1", "grok-image", "dcc39089f94eb4cce9c71fccc8080b5ea1f89aef3c4df0ece868e8c6c1d28bd4"),
-    "api_kling_v3_t2i-1": Thumbnail("api_kling_v3_t2i-1", "kling-v3", "98faebc5f9aac737745174f0400d208cd1bb8fb8098acb120347b0673bb41570"),
-    "api_krea2_t2i-1": Thumbnail("api_krea2_t2i-1", "krea2", "24441fc3b4c6dd9a827b684d1f26c767f1e220a1bdf564ea1551c8219393e4fb"),
-    "api_luma_uni_1_image_create-1": Thumbnail("api_luma_uni_1_image_create-1", "luma-uni-1", "bb0a708982cd5c74e236867fa0a8f68da545fea28aff3af73256acabd8f1a109"),
-    "api_recraft_v4_t2i-1": Thumbnail("api_recraft_v4_t2i-1", "recraft-v4", "101405c75715c9458a12816ade0e30bf6ec8613ef704ed26f388304020c2a9c7"),
-    "api_reve_image_create-1": Thumbnail("api_reve_image_create-1", "reve", "20359c26e431e33de91dd73d73eb81d4065538a6ac8b4a04ae3fe8871cedbe76"),
 }
 
 EDITED: dict[str, Thumbnail] = {
     "02_qwen_Image_edit_subgraphed-1": Thumbnail("02_qwen_Image_edit_subgraphed-1", "qwen-image-edit", "476c480929331a96680891385b4b811af739e0525f4e0682d8fe98a7377942cf"),
     "Image_capybara_v0_1_image_edit-1": Thumbnail("Image_capybara_v0_1_image_edit-1", "capybara-edit", "22ad953fd17b0a4b72ae36e8a2f6159f0973cd9b5d899ba2fd400155a8e8ef55"),
-    "api_bytedance_seedream_5_0_lite_image_edit-1": Thumbnail("api_bytedance_seedream_5_0_lite_image_edit-1", "seedream-5-lite-edit", "41839bb4f82ebef5895792420d776f68fc55ae71283ba52fbc3baf9954d2e66f"),
-    "api_grok_image_edit-1": Thumbnail("api_grok_image_edit-1", "grok-image-edit", "d8838de33de64e9ef49fa34b4adf6da1c508715a12799165ac573db352e9d907"),
-    "api_grok_imagine_image_quality_image_edit-1": Thumbnail("api_grok_imagine_image_quality_image_edit-1", "grok-imagine-edit", "ce1dbc914cbb3665c10ff4dd6f4395c0489336386942f2b15a5ef484342c6df3"),
-    "api_magnific_image_relight-1": Thumbnail("api_magnific_image_relight-1", "magnific-relight", "c273566df496ab7fe0630be41b611b8cb7f64f909ebb6f71b7a6f8ede85416e9"),
-    "api_magnific_image_style_transfer-1": Thumbnail("api_magnific_image_style_transfer-1", "magnific-style-transfer", "030d6d466cbba9726a2495c6b877a089bab2493e3f7f21a32a12e91b3cf27bb0"),
     "flux_kontext_dev_basic-1": Thumbnail("flux_kontext_dev_basic-1", "flux1-kontext-dev", "237f6a74538d2b1c301e5d74418a6e136e7152c884bc6e4892a3583e209fb3ef"),
     "image_firered_image_edit1_1-1": Thumbnail("image_firered_image_edit1_1-1", "firered-image-edit-1.1", "86b07f273713e3a9374cfb68a17198d6123bfcc481c56e45e5f215fe34eaa48b"),
     "image_flux2_klein_image_edit_9b_distilled-1": Thumbnail("image_flux2_klein_image_edit_9b_distilled-1", "flux2-klein-9b-edit", "6420cc35a26d811267880ef4f0d683a0328d66b03134fd8acf61b506f39a40ca"),
@@ -139,19 +127,10 @@ EDITED: dict[str, Thumbnail] = {
 
 #: Outputs of text-to-image or edit templates that are reviewed and left out, with the reason.
 DROPPED: dict[str, str] = {
-    "api_ideogram_v4_t2i-1": "large title text ('COMFY') over the picture",
     "image_ideogram4_t2i-1": "large title text ('COMFY') over the picture",
-    "api_grok_imagine_image_quality_image_generation-1": "product title text ('GROK IMAGINE IMAGE QUALITY')",
-    "api_nano_banana_2_lite_t2i-1": "product title text ('NANO BANANA 2 LITE')",
-    "api_openai_gpt_image_2_t2i-1": "product title text ('GPT IMAGE 2') and side text column",
-    "api_nano_banana_2_lite_image_edit-1": "product title text ('NANO BANANA 2 LITE')",
-    "api_openai_gpt_image_2_image_edit-1": "advert layout with text blocks over the picture",
     "image_qwen_image_edit-1": "poster layout with title text ('Spring Escape Plan')",
     "hidream_e1_1-1": "'Before' badge; the -1/-2 pair is a before/after comparison",
     "hidream_e1_full-1": "'Before' badge; the -1/-2 pair is a before/after comparison",
-    "api_luma_uni_1_image_edit-1": "letterbox bars above and below the picture",
-    "api_google_nano_banana2_image_edit-1": "animated RGBA before/after thumbnail (39 frames)",
-    "api_kling_o3_image-1": "collage of reference inputs and output",
     "image_flux2_fp8-1": "reference images and arrows drawn over the output",
     "image_flux2_klein_9b_kv_image_edit-1": "collage of reference inputs and output",
     "image_flux2_klein_image_edit_4b_base-1": "collage of reference inputs and output",
