@@ -5,7 +5,8 @@
 
 Writes ``real-photo-unet.safetensors`` and ``real-photo-unet.json`` (the training record: model
 spec, settings, seed, the photographs with their SHA-256, loss curve, time, versions, the weights'
-SHA-256 and that of a seeded reference short run) to ``hrrkit/retrospect/weights/`` unless ``--out``
+SHA-256 and the losses, block weight norms and fixed-image reconstruction of a seeded reference
+short run) to ``hrrkit/retrospect/weights/`` unless ``--out``
 is given. The recipe is :func:`hrrkit.retrospect.training.train_retrospector`; the crops come only
 from the photographs :mod:`hrrkit.datasets.photos` gives the role ``train``.
 

@@ -8,7 +8,8 @@ runs :func:`hrrkit.retrospect.training.train_retrospector` on 64-px crops of the
 * ``hrrkit/retrospect/weights/<name>.safetensors`` (EMA weights, float32), and
 * ``hrrkit/retrospect/weights/<name>.json``: the training record (model config, schedule, settings,
   seed, photographs with their SHA-256, loss curve, time, versions, the weights' SHA-256, and the
-  SHA-256 of a seeded reference short run that the tests reproduce).
+  losses, block weight norms and fixed-image reconstruction of a seeded reference short run that the
+  tests reproduce within a tolerance on any CPU).
 
 The model follows DIRE's premise: a diffusion model of *real* images reconstructs generated images
 differently from real ones. It is fully convolutional (no attention), so it runs on any size at a

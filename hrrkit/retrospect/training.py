@@ -18,9 +18,13 @@ strengths up to 0.4 stay inside the trained range; a full inversion leaves it, s
 spent there.
 
 Reproducibility: everything random (crop pool, initialisation, batches, timesteps, noise) is drawn
-from generators seeded by the settings; a rerun with the same torch build, CPU and thread count
-gives the same weights bit for bit (the test reruns a short seeded run and compares its SHA-256 with
-the one recorded in the shipped training record).
+from generators seeded by the settings; a rerun in the same process gives the same weights bit for
+bit. Across machines it cannot: the float sums of convolutions and reductions are ordered by the CPU's
+vector unit (``ATEN_CPU_CAPABILITY``), the BLAS kernels and the thread count, so the last bits of every
+step differ. The shipped record therefore stores, besides the SHA-256 of the shipped file, the
+quantities of :data:`REFERENCE_SHORT_RUN` that a test can compare within a tolerance on any machine:
+its per-step losses, the L2 norm of each block's weights and the reconstruction of a fixed image
+(:func:`reference_short_run`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,15 @@ import torch
 
 from hrrkit.retrospect.shipped import SHIPPED_RETROSPECTORS, WEIGHTS_DIR, ShippedSpec, build_unet, weights_sha256
 
-__all__ = ["RetrospectorTrainSettings", "real_photo_crops", "train_retrospector", "REFERENCE_SHORT_RUN"]
+__all__ = [
+    "RetrospectorTrainSettings",
+    "real_photo_crops",
+    "train_retrospector",
+    "reference_short_run",
+    "short_run_summary",
+    "reference_image",
+    "REFERENCE_SHORT_RUN",
+]
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,8 @@ class RetrospectorTrainSettings:
     grad_clip: float = 1.0
 
 
-#: The seeded short run whose weights' SHA-256 the shipped record stores and the tests reproduce
-#: (1 thread; 8 crops of 32 px from the same photographs).
+#: The seeded short run whose losses, weight norms and reconstruction the shipped record stores and the
+#: tests reproduce (1 thread; 8 crops of 32 px from the same photographs).
 REFERENCE_SHORT_RUN = RetrospectorTrainSettings(steps=3, batch_size=2, warmup_steps=1, crop_size=32, crop_count=8,
                                                 short_side_min=64, short_side_max=128)
 
@@ -145,31 +157,11 @@ def real_photo_crops(settings: RetrospectorTrainSettings) -> np.ndarray:
     return crops
 
 
-def train_retrospector(
-    spec: str | ShippedSpec = "real-photo-unet",
-    settings: RetrospectorTrainSettings = RetrospectorTrainSettings(),
-    *,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-    reference_run: bool = True,
-) -> dict[str, Any]:
-    """Train one shipped retrospection model from scratch; write its weights and training record.
-
-    ``reference_run``: also run :data:`REFERENCE_SHORT_RUN` (one thread) and store the SHA-256 of its
-    weights in the record, so a test can check that this recipe still reproduces itself.
-    Returns the training record (also written as ``<name>.json`` in ``out_dir``).
-    """
-    import diffusers
+def _fit(spec: ShippedSpec, settings: RetrospectorTrainSettings, progress: bool) -> tuple[torch.nn.Module, list[float]]:
+    """Train ``spec`` with ``settings``; the EMA model (eval mode) and the loss of every step."""
     from diffusers import DDPMScheduler
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
-
-    spec = SHIPPED_RETROSPECTORS[spec] if isinstance(spec, str) else spec
-    out = Path(out_dir or WEIGHTS_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     crops = real_photo_crops(settings)
     data = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
@@ -201,8 +193,20 @@ def train_retrospector(
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    seconds = round(time.perf_counter() - started, 1)
+    return ema, losses
 
+
+def _write(
+    spec: ShippedSpec, settings: RetrospectorTrainSettings, ema: torch.nn.Module, losses: list[float], seconds: float,
+    out: Path,
+) -> dict[str, Any]:
+    """Write ``<name>.safetensors`` (the EMA weights) and ``<name>.json`` (the record) into ``out``."""
+    import diffusers
+    from safetensors.torch import save_file
+
+    from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
+
+    out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().contiguous() for key, value in ema.state_dict().items()}
     weights = out / f"{spec.name}.safetensors"
     atomic_write_with(weights, lambda tmp: save_file(state, str(tmp), metadata={"retrospector": spec.name}))
@@ -211,7 +215,7 @@ def train_retrospector(
         "spec": spec.to_dict(),
         "settings": asdict(settings),
         "photographs": training_photographs(),
-        "parameters": sum(p.numel() for p in unet.parameters()),
+        "parameters": sum(p.numel() for p in ema.parameters()),
         "weights_bytes": weights.stat().st_size,
         "loss_first_50": float(np.mean(losses[:50])),
         "loss_last_50": float(np.mean(losses[-50:])),
@@ -220,22 +224,113 @@ def train_retrospector(
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "numpy": np.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}".strip(),
+        "machine": _machine(),
         "weights_sha256": weights_sha256(weights),
     }
-    if reference_run:
-        with tempfile.TemporaryDirectory(prefix="hrrkit-reference-run-") as scratch:
-            record["reference_short_run"] = reference_short_run(spec, scratch)
     atomic_write_json(out / f"{spec.name}.json", record)
     return record
 
 
-def reference_short_run(spec: str | ShippedSpec, out_dir: str | Path) -> dict[str, Any]:
-    """Train :data:`REFERENCE_SHORT_RUN` with one thread into ``out_dir``; its settings and SHA-256."""
+def _machine() -> str:
+    """CPU, vector unit torch dispatches to and thread count: what bit-exact results depend on."""
+    return (f"{platform.machine()} {platform.processor() or ''} {torch.backends.cpu.get_cpu_capability()} "
+            f"threads={torch.get_num_threads()}").replace("  ", " ")
+
+
+def train_retrospector(
+    spec: str | ShippedSpec = "real-photo-unet",
+    settings: RetrospectorTrainSettings = RetrospectorTrainSettings(),
+    *,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    reference_run: bool = True,
+) -> dict[str, Any]:
+    """Train one shipped retrospection model from scratch; write its weights and training record.
+
+    ``reference_run``: also run :data:`REFERENCE_SHORT_RUN` (one thread) and store its summary
+    (:func:`reference_short_run`) in the record, so a test can check that this recipe still
+    reproduces itself on any machine.
+    Returns the training record (also written as ``<name>.json`` in ``out_dir``).
+    """
+    from hrrkit.utils.atomic import atomic_write_json
+
+    spec = SHIPPED_RETROSPECTORS[spec] if isinstance(spec, str) else spec
+    out = Path(out_dir or WEIGHTS_DIR)
+    started = time.perf_counter()
+    ema, losses = _fit(spec, settings, progress)
+    record = _write(spec, settings, ema, losses, round(time.perf_counter() - started, 1), out)
+    if reference_run:
+        with tempfile.TemporaryDirectory(prefix="hrrkit-reference-run-") as scratch:
+            record["reference_short_run"] = reference_short_run(spec, scratch)
+        atomic_write_json(out / f"{spec.name}.json", record)
+    return record
+
+
+def reference_image(size: int = 32) -> torch.Tensor:
+    """The fixed image the reference run reconstructs: ``(1, 3, size, size)`` float32 in ``[-1, 1]``.
+
+    Built from integer arithmetic only (a ramp, a 4-px checkerboard and a diagonal stripe pattern),
+    so every machine gets the same bits without a file, a random generator or a libm call.
+    """
+    i = torch.arange(size, dtype=torch.int64).view(size, 1)
+    j = torch.arange(size, dtype=torch.int64).view(1, size)
+    ramp = (i + j).double() / (2 * (size - 1))
+    checker = ((i // 4 + j // 4) % 2).double()
+    stripes = ((i * 3 + j * 5) % 11).double() / 10
+    image = torch.stack([ramp, checker, stripes]) * 2 - 1
+    return image.float().unsqueeze(0)
+
+
+#: Side of the pooled grid of the reference reconstruction that the record stores (3 x 4 x 4 values).
+RECONSTRUCTION_GRID = 4
+
+
+def _block_norms(module: torch.nn.Module) -> dict[str, float]:
+    """L2 norm of all weights of each top-level block (``conv_in``, ``down_blocks.0``, ...)."""
+    squares: dict[str, float] = {}
+    for name, value in module.state_dict().items():
+        parts = name.split(".")
+        block = ".".join(parts[:2]) if parts[0].endswith("blocks") else parts[0]
+        squares[block] = squares.get(block, 0.0) + float(value.double().pow(2).sum())
+    return {block: math.sqrt(total) for block, total in squares.items()}
+
+
+def short_run_summary(spec: str | ShippedSpec, unet: torch.nn.Module) -> dict[str, Any]:
+    """What a trained ``unet`` gives that can be compared across machines within a tolerance.
+
+    ``weight_norms``: :func:`_block_norms`; ``reconstruction``: the spec's retrospection of
+    :func:`reference_image`, average-pooled to a ``3 x 4 x 4`` grid (values in ``[-1, 1]``, nested
+    lists ``[channel][row][column]``); ``residual_mean``: mean ``|x - x_hat|`` over all pixels.
+    """
+    from hrrkit.retrospect.pixel_ddim import PixelDDIMRetrospector
+
+    spec = SHIPPED_RETROSPECTORS[spec] if isinstance(spec, str) else spec
+    retro = PixelDDIMRetrospector(unet.eval(), dict(spec.schedule), **spec.retrospection)
+    with torch.no_grad():
+        out = retro.retrospect(reference_image())
+    pooled = torch.nn.functional.adaptive_avg_pool2d(out.reconstruction, RECONSTRUCTION_GRID)[0]
+    return {
+        "weight_norms": _block_norms(unet),
+        "reconstruction": pooled.double().tolist(),
+        "residual_mean": float(out.residual.double().mean()),
+    }
+
+
+def reference_short_run(spec: str | ShippedSpec, out_dir: str | Path, *, threads: int = 1) -> dict[str, Any]:
+    """Train :data:`REFERENCE_SHORT_RUN` with ``threads`` threads into ``out_dir``; what it gives.
+
+    Returns ``settings``, ``losses`` (every step), :func:`short_run_summary`'s ``weight_norms``,
+    ``reconstruction`` and ``residual_mean``, and, exact only on the same torch build, CPU vector unit
+    and thread count, the ``weights_sha256`` of the weights file with the ``machine`` that made it.
+    """
+    spec = SHIPPED_RETROSPECTORS[spec] if isinstance(spec, str) else spec
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
-        short = train_retrospector(spec, REFERENCE_SHORT_RUN, out_dir=out_dir, progress=False, reference_run=False)
+        ema, losses = _fit(spec, REFERENCE_SHORT_RUN, progress=False)
+        record = _write(spec, REFERENCE_SHORT_RUN, ema, losses, 0.0, Path(out_dir))
+        summary = short_run_summary(spec, ema)
     finally:
         torch.set_num_threads(before)
-    return {"settings": short["settings"], "weights_sha256": short["weights_sha256"], "threads": 1}
+    return {"settings": record["settings"], "losses": losses, **summary, "threads": threads,
+            "weights_sha256": record["weights_sha256"], "machine": record["machine"], "torch": torch.__version__}
