@@ -145,10 +145,9 @@ QUICK = MiniBenchmarkConfig(
 
 def default_cache_root() -> Path:
     """``$HRRKIT_CACHE/mini-benchmark``, else ``$XDG_CACHE_HOME/hrrkit/mini-benchmark``, else ``~/.cache/...``."""
-    if os.environ.get("HRRKIT_CACHE"):
-        return Path(os.environ["HRRKIT_CACHE"]).expanduser() / "mini-benchmark"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "hrrkit" / "mini-benchmark"
+    from hrrkit.utils.cache import cache_root
+
+    return cache_root() / "mini-benchmark"
 
 
 # --------------------------------------------------------------------------------------------------

