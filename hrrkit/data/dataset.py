@@ -292,6 +292,10 @@ class ImageDataset(Dataset):
         seed: base seed; an item's randomness depends only on ``(seed, epoch, index)``.
         load_options: keyword arguments for :func:`hrrkit.data.io.load_image` (``max_pixels``,
             ``background``, ``max_side``, ...).
+        pair_keys: one key per sample (e.g. :func:`hrrkit.data.aligned.pair_keys`): items with one key
+            get the same random crop and augmentation in an epoch (a real photo and its reconstruction,
+            *paired augmentation*), since the randomness depends on ``(seed, epoch, key)``; ``None``:
+            on ``(seed, epoch, index)``. :class:`SizeBucketBatchSampler` ``groups`` keeps them in one batch.
 
     Items are dicts: ``image`` float32 ``(3, H, W)`` (or ``(T, 3, s, s)`` for tiles) in [-1, 1],
     ``label`` (0 real / 1 fake), ``index``, ``path``, ``generator``, ``source``, ``split``; for an
@@ -310,6 +314,7 @@ class ImageDataset(Dataset):
         strict: bool = False,
         seed: int = 0,
         load_options: dict[str, Any] | None = None,
+        pair_keys: Sequence[str] | None = None,
     ) -> None:
         if input_policy not in INPUT_POLICIES:
             raise ValueError(f"unknown input_policy {input_policy!r}; choose one of {list(INPUT_POLICIES)}")
@@ -318,6 +323,9 @@ class ImageDataset(Dataset):
         if max_tiles is not None and max_tiles < 1:
             raise ValueError(f"max_tiles must be >= 1 or None, got {max_tiles}")
         self.samples = list(samples)
+        if pair_keys is not None and len(pair_keys) != len(self.samples):
+            raise ValueError(f"pair_keys has {len(pair_keys)} keys for {len(self.samples)} samples")
+        self.pair_keys = None if pair_keys is None else [str(k) for k in pair_keys]
         self.input_policy = input_policy
         self.crop_size = crop_size
         self.max_tiles = max_tiles
@@ -338,7 +346,15 @@ class ImageDataset(Dataset):
 
     def _rng(self, index: int) -> random.Random:
         # seeding with a string hashes it with SHA-512: the same stream in every process and run
-        return random.Random(f"{self.seed}:{self.epoch}:{index}")
+        return random.Random(f"{self.seed}:{self.epoch}:{self._random_key(index)}")
+
+    def _random_key(self, index: int) -> str:
+        return str(index) if self.pair_keys is None else f"pair={self.pair_keys[index]}"
+
+    def crop_rng(self, index: int) -> random.Random:
+        """The stream that places item ``index``'s crop: a second stream, so crops do not shift when
+        augmentation settings change; shared by the items of one pair key."""
+        return random.Random(f"{self.seed}:{self.epoch}:{self._random_key(index)}:crop")
 
     def _info(self, index: int, sample: Sample) -> dict[str, Any]:
         return {
@@ -370,8 +386,7 @@ class ImageDataset(Dataset):
                 raise
             item["skipped"] = exc.to_dict()
             return item
-        # a second stream, so crops do not shift when augmentation settings change
-        rng = random.Random(f"{self.seed}:{self.epoch}:{index}:crop")
+        rng = self.crop_rng(index)
         item["image"] = apply_input_policy(img, self.input_policy, self.crop_size, self.max_tiles, rng)
         return item
 
@@ -525,6 +540,10 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
         drop_last: drop each bucket's incomplete last batch.
         num_replicas, rank: for distributed runs, this rank gets every ``num_replicas``-th batch
             (the batch list is padded by repetition so all ranks get the same number of batches).
+        groups: one key per item (e.g. :attr:`ImageDataset.pair_keys`); items sharing a key and a size
+            always land in one batch (shuffled as a unit), so a real photo and its reconstructions are
+            seen together. Whole groups fill a batch up to ``batch_size`` items; a group larger than
+            ``batch_size`` is a batch of its own. ``None``: every item is its own group.
     """
 
     def __init__(
@@ -537,12 +556,16 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        groups: Sequence[str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} must be in [0, num_replicas={num_replicas})")
         self.sizes = list(sizes)
+        if groups is not None and len(groups) != len(self.sizes):
+            raise ValueError(f"groups has {len(groups)} keys for {len(self.sizes)} items")
+        self.groups = None if groups is None else list(groups)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -566,17 +589,38 @@ class SizeBucketBatchSampler(Sampler[list[int]]):
         batches: list[list[int]] = []
         for size in sorted(buckets):
             indices = buckets[size]
-            if self.shuffle:
-                rng.shuffle(indices)
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                if self.drop_last and len(chunk) < self.batch_size:
-                    continue
-                batches.append(chunk)
+            if self.groups is None:
+                if self.shuffle:
+                    rng.shuffle(indices)
+                chunks = [indices[s : s + self.batch_size] for s in range(0, len(indices), self.batch_size)]
+                batches += [c for c in chunks if not (self.drop_last and len(c) < self.batch_size)]
+            else:  # a batch of whole groups may be short of batch_size: only the bucket's last is dropped
+                chunks = self._group_chunks(indices, rng)
+                batches += chunks[:-1] if self.drop_last and len(chunks[-1]) < self.batch_size else chunks
         batches.extend(singles)
         if self.shuffle:
             rng.shuffle(batches)
         return batches
+
+    def _group_chunks(self, indices: list[int], rng: random.Random) -> list[list[int]]:
+        """Batches of whole groups (in first-seen order, or shuffled), at most ``batch_size`` items
+        each unless one group alone is larger."""
+        by_key: dict[str, list[int]] = {}
+        for i in indices:
+            by_key.setdefault(self.groups[i], []).append(i)  # type: ignore[index]
+        units = list(by_key.values())
+        if self.shuffle:
+            rng.shuffle(units)
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for unit in units:
+            if current and len(current) + len(unit) > self.batch_size:
+                chunks.append(current)
+                current = []
+            current = current + unit
+        if current:
+            chunks.append(current)
+        return chunks
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()

@@ -63,11 +63,13 @@ class InputConfig:
         except ValueError as exc:
             raise ConfigError(f"input.reencode={self.reencode!r}: {exc}") from None
 
-    def dataset(self, samples, *, train: bool = False, augment: Any = None, seed: int = 0, strict: bool = False):
+    def dataset(self, samples, *, train: bool = False, augment: Any = None, seed: int = 0, strict: bool = False,
+                pair_keys: Any = None):
         """The :class:`~hrrkit.data.dataset.ImageDataset` of ``samples`` under this input policy: ``train``
         uses ``policy`` and ``augment``, otherwise ``eval_policy`` and no augmentation; ``augment``
         overrides the augmentation (e.g. a perturbation for robustness); ``reencode``, ``crop_size``,
-        ``max_tiles`` and ``max_pixels`` always apply."""
+        ``max_tiles`` and ``max_pixels`` always apply; ``pair_keys`` gives a pair's members one crop and
+        augmentation (:class:`~hrrkit.data.dataset.ImageDataset`)."""
         from hrrkit.data.dataset import ImageDataset
 
         if augment is None:
@@ -75,7 +77,7 @@ class InputConfig:
         return ImageDataset(samples, input_policy=self.policy if train else self.eval_policy,
                             crop_size=self.crop_size, max_tiles=self.max_tiles, augment=augment,
                             reencode=self.reencode, strict=strict, seed=seed,
-                            load_options={"max_pixels": self.max_pixels})
+                            load_options={"max_pixels": self.max_pixels}, pair_keys=pair_keys)
 
 
 @dataclass

@@ -50,8 +50,8 @@ def tiny_latent_unet(seed: int = 0) -> UNet2DConditionModel:
     ).eval()
 
 
-def tiny_vae(seed: int = 0) -> AutoencoderKL:
-    """An AutoencoderKL with 4 latent channels and image/latent factor 2."""
+def tiny_vae(seed: int = 0, latent_channels: int = 4) -> AutoencoderKL:
+    """An AutoencoderKL with 4 latent channels (SD 1/2, SDXL; 16: SD3, FLUX) and image/latent factor 2."""
     torch.manual_seed(seed)
     return AutoencoderKL(
         in_channels=3,
@@ -59,7 +59,7 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=4,
         layers_per_block=1,
         sample_size=16,

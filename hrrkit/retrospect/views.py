@@ -242,6 +242,11 @@ class RetrospectedDataset(Dataset):
     def header_sizes(self):
         return self.base.header_sizes()
 
+    @property
+    def pair_keys(self):
+        """The base dataset's pair keys (the trainer batches a pair's members together)."""
+        return getattr(self.base, "pair_keys", None)
+
     def pairs(self, index: int) -> tuple[dict[str, Tensor], tuple[int, int]]:
         """The verified cached pairs of item ``index`` (computed and stored on a miss) and the native
         (H, W) they were computed from (after padding to the crop size)."""
@@ -288,7 +293,7 @@ class RetrospectedDataset(Dataset):
             item["skipped"] = {"path": sample.path.as_posix(), "error": type(exc).__name__,
                                "reason": f"retrospection failed: {exc}"}
             return item
-        rng = random.Random(f"{self.base.seed}:{self.base.epoch}:{index}:crop")  # the base dataset's crop stream
+        rng = self.base.crop_rng(index)  # the base dataset's crop stream (shared by a pair's members)
         top, left, h, w = _crop_box(height, width, self.base.crop_size, self.base.input_policy, rng)
         views, boxes, sizes = [], [], []
         rescale = self.stage.rescale

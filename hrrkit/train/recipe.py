@@ -44,6 +44,9 @@ DATA_FIELD_DOCS: dict[str, str] = {
     "data.val_fraction": "Fraction of each class carved out of training for validation when there is no validation split.",
     "data.train_generators": "Train only on these generators' fakes (and the reals paired with them, plus shared reals); "
                              "`null` = all. Validation and test keep every generator.",
+    "data.pairs": "Paired augmentation for aligned data (`hrrkit data align`): a real photo and its reconstructions "
+                  "(same name below `real/` and `fake/<generator>/`) get the same random crop and augmentation and "
+                  "share a training batch.",
 }
 RUN_FIELD_DOCS: dict[str, str] = {
     "output_dir": "The run folder (checkpoints, `best/`, logs, test report); relative to the run config.",
@@ -60,6 +63,7 @@ class DataConfig:
     test_split: str | None = "test"
     val_fraction: float = 0.1
     train_generators: list[str] | None = None
+    pairs: bool = False
 
     def __post_init__(self) -> None:
         if not self.root:
@@ -199,9 +203,17 @@ def split_samples(data: DataConfig, seed: int) -> dict[str, list[Sample]]:
     return {"train": train, "val": val, "test": test}
 
 
-def make_datasets(detector: DetectorConfig, splits: dict[str, list[Sample]], seed: int) -> dict[str, ImageDataset]:
+def make_datasets(detector: DetectorConfig, splits: dict[str, list[Sample]], seed: int, *,
+                  pairs: bool = False) -> dict[str, ImageDataset]:
+    """Train / val / test datasets; ``pairs``: the training set keys its randomness and batches by
+    :func:`hrrkit.data.aligned.pair_keys` (paired augmentation)."""
     inp = detector.input
-    return {"train": inp.dataset(splits["train"], train=True, seed=seed),
+    keys = None
+    if pairs:
+        from hrrkit.data.aligned import pair_keys
+
+        keys = pair_keys(splits["train"])
+    return {"train": inp.dataset(splits["train"], train=True, seed=seed, pair_keys=keys),
             **{name: inp.dataset(splits[name], seed=seed) for name in ("val", "test")}}
 
 
@@ -211,7 +223,7 @@ def run_training(config: RunConfig, *, resume: bool = True, progress: bool = Tru
     seed_everything(config.train.seed)
     device = resolve_device(config.device, where="hrrkit train")
     splits = split_samples(config.data, config.train.seed)
-    datasets = make_datasets(config.detector, splits, config.train.seed)
+    datasets = make_datasets(config.detector, splits, config.train.seed, pairs=config.data.pairs)
     model = HRRDetector(config.detector)
     if config.train.retrospection_cache:  # retrospect each image once; every epoch reads the cache
         from hrrkit.retrospect.views import RetrospectedDataset, RetrospectionStage

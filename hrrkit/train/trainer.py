@@ -167,10 +167,12 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _batch_sampler(sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> SizeBucketBatchSampler:
-    """This rank's shuffled batches of equal-size items for ``epoch`` (``sizes`` from ``header_sizes``)."""
+def _batch_sampler(sizes, config: TrainConfig, *, dist: _Dist, epoch: int, groups=None) -> SizeBucketBatchSampler:
+    """This rank's shuffled batches of equal-size items for ``epoch`` (``sizes`` from ``header_sizes``;
+    ``groups``: the dataset's ``pair_keys``, whose pairs stay in one batch)."""
     sampler = SizeBucketBatchSampler(
-        sizes, config.batch_size, shuffle=True, seed=config.seed, num_replicas=dist.world, rank=dist.rank
+        sizes, config.batch_size, shuffle=True, seed=config.seed, num_replicas=dist.world, rank=dist.rank,
+        groups=groups,
     )
     sampler.set_epoch(epoch)
     return sampler
@@ -179,7 +181,8 @@ def _batch_sampler(sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> Si
 def _loader(dataset: ImageDataset, sizes, config: TrainConfig, *, dist: _Dist, epoch: int) -> DataLoader:
     dataset.set_epoch(epoch)
     return DataLoader(
-        dataset, batch_sampler=_batch_sampler(sizes, config, dist=dist, epoch=epoch),
+        dataset, batch_sampler=_batch_sampler(sizes, config, dist=dist, epoch=epoch,
+                                              groups=getattr(dataset, "pair_keys", None)),
         collate_fn=getattr(dataset, "collate", collate_samples),  # cached retrospection batches its own views
         num_workers=config.num_workers, persistent_workers=False,
     )
@@ -353,7 +356,8 @@ def _fit(model, train_set, val_set, config: TrainConfig, run_dir: Path, *, devic
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     # native-size items: their sizes come from file headers, read once for the whole run
     train_sizes = train_set.header_sizes()
-    steps_per_epoch = len(_batch_sampler(train_sizes, config, dist=dist, epoch=0))
+    steps_per_epoch = len(_batch_sampler(train_sizes, config, dist=dist, epoch=0,
+                                         groups=getattr(train_set, "pair_keys", None)))
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = max(steps_per_epoch * config.epochs, 1)
