@@ -19,6 +19,7 @@ SUBCOMMANDS: list[str] = [
     "train",
     "eval",
     "detect",
+    "zero_shot",
     "app",
     "retrospect",
     "data",
