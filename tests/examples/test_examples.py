@@ -67,3 +67,37 @@ def test_figure_examples_write_their_pictures(tmp_path, monkeypatch, script, arg
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     for name in outputs:
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_aligned_recipe_trains_on_the_pairs_hrrkit_data_align_builds(tmp_path, capsys):
+    """The aligned recipe end to end: photos → `hrrkit data align` (tiny autoencoder) → `hrrkit train`."""
+    import torch
+
+    from hrrkit.data.aligned import pair_keys
+    from hrrkit.testing.aligned import save_tiny_autoencoders, write_photos
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than the work on 2 shared cores
+    try:
+        ae = save_tiny_autoencoders(tmp_path / "ae")["ae4"]
+        write_photos(tmp_path / "photos", count=10, png=2, seed=3)
+        assert main(["data", "align", str(tmp_path / "photos"), "--vae", str(ae), "--out", str(tmp_path / "aligned"),
+                     "--val-fraction", "0.25", "--test-fraction", "0.25", "--no-progress"]) == 0
+        capsys.readouterr()
+        run = tmp_path / "run"
+        shrink = [f"data.root={tmp_path / 'aligned'}", f"output_dir={run}", "train.epochs=1", "train.batch_size=8",
+                  "train.num_workers=0", "detector.input.crop_size=24", "detector.backbone.options={width: 8, depth: 2}",
+                  f"detector.retrospector.path={ae}"]
+        args = ["train", str(EXAMPLES / "configs" / "aligned.yaml"), "--no-progress"]
+        args += [x for item in shrink for x in ("--set", item)]
+        assert main(args + ["--print-config"]) == 0
+        resolved = json.loads(capsys.readouterr().out)
+        assert resolved["data"]["pairs"] is True and resolved["detector"]["retrospector"]["kind"] == "autoencoder"
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(before)
+    test = read_layout(tmp_path / "aligned", split="test")
+    keys = pair_keys(test)
+    assert len(test) == 2 * len(set(keys))  # every test photo with its reconstruction, named alike
+    report = json.loads((run / "test_report" / "report.json").read_text())
+    assert report["n_images"] == len(test) and set(report["per_generator"]) == {"ae4", "mean"}
