@@ -3,13 +3,17 @@
 A reader sees either the old file or the complete new one, never a half-written file, whatever
 moment the writer is killed at. Used for checkpoints, cache entries, manifests and reports.
 
+The file ends with the permissions a plain ``open(path, "w")`` would give it: those of the file it
+replaces, or, for a new file, 0666 less the process's umask (so reports, scores and checkpoints are
+readable by other users and services exactly as the umask allows; the temporary file itself is
+created private, mode 0600, while it is written).
+
 Temporary names come in two forms:
 
-* default: ``.<name>.<random>.tmp`` from :func:`tempfile.mkstemp` (mode 0600);
-* owner-tagged, with ``tmp_prefix=``: ``<tmp_prefix><host>-<pid>-<random8>`` (mode 0666 less the
-  umask). A long-running writer that can be killed (e.g. the reconstruction cache) uses this form
-  so that a later run can tell which leftovers belong to dead processes and delete them with
-  :func:`remove_stale_temporaries`.
+* default: ``.<name>.<random>.tmp`` from :func:`tempfile.mkstemp`;
+* owner-tagged, with ``tmp_prefix=``: ``<tmp_prefix><host>-<pid>-<random8>``. A long-running writer
+  that can be killed (e.g. the reconstruction cache) uses this form so that a later run can tell
+  which leftovers belong to dead processes and delete them with :func:`remove_stale_temporaries`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def atomic_path(path: str | os.PathLike, *, tmp_prefix: str | None = None) -> It
     tmp_path = _create_temporary(target, tmp_prefix)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _final_mode(target))
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
@@ -51,6 +56,26 @@ def atomic_path(path: str | os.PathLike, *, tmp_prefix: str | None = None) -> It
         raise
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (read from ``/proc`` where possible: setting and restoring
+    it with :func:`os.umask` briefly changes it for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(target: Path) -> int:
+    """Permission bits of the replaced file, else 0666 less the umask (what ``open(path, "w")`` gives)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def _create_temporary(target: Path, tmp_prefix: str | None) -> Path:
     if tmp_prefix is None:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -59,7 +84,7 @@ def _create_temporary(target: Path, tmp_prefix: str | None) -> Path:
     if not tmp_prefix or "/" in tmp_prefix or os.sep in tmp_prefix:
         raise ValueError(f"tmp_prefix must be a non-empty file-name prefix, got {tmp_prefix!r}")
     tmp_path = target.parent / f"{tmp_prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return tmp_path
 
 

@@ -16,6 +16,8 @@ from hrrkit.utils.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    atomic_write_with,
+    current_umask,
     remove_stale_temporaries,
 )
 
@@ -53,6 +55,27 @@ def test_owner_tagged_temporary_is_named_for_cleanup_and_keeps_umask_mode(tmp_pa
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
     with pytest.raises(ValueError, match="tmp_prefix"):
         atomic_write_bytes(target, b"x", tmp_prefix="a/b")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_new_files_honour_the_umask_and_replacements_keep_their_mode(tmp_path, umask):
+    """Reports, scores and checkpoints get what ``open(path, "w")`` would give, not mkstemp's 0600."""
+    before = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        written = {
+            "default": atomic_write_text(tmp_path / "report.md", "x"),
+            "tagged": atomic_write_bytes(tmp_path / "entry.bin", b"x", tmp_prefix=".tmp-"),
+            # a writer that removes and re-creates the temporary (as some savers do) gets the same mode
+            "recreated": atomic_write_with(tmp_path / "w.bin", lambda t: (t.unlink(), t.write_bytes(b"x"))),
+        }
+        for how, path in written.items():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, how
+        os.chmod(written["default"], 0o640)
+        atomic_write_text(written["default"], "y")
+        assert stat.S_IMODE(written["default"].stat().st_mode) == 0o640 and written["default"].read_text() == "y"
+    finally:
+        os.umask(before)
 
 
 def test_remove_stale_temporaries_removes_only_dead_writers_on_this_host(tmp_path):
