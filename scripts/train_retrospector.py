@@ -8,7 +8,7 @@ spec, settings, seed, the photographs with their SHA-256, loss curve, time, vers
 SHA-256 and the losses, block weight norms and fixed-image reconstruction of a seeded reference
 short run) to ``hrrkit/retrospect/weights/`` unless ``--out``
 is given. The recipe is :func:`hrrkit.retrospect.training.train_retrospector`; the crops come only
-from the photographs :mod:`hrrkit.datasets.photos` gives the role ``train``.
+from the photographs :mod:`hrrkit.retrospect.photos` gives the role ``train``.
 
 The shipped weights were trained with ``OMP_NUM_THREADS=1 nice -n 10 python scripts/train_retrospector.py``
 (one thread: on a shared 2-core machine a second thread made each step 5-20x slower). A rerun with the

@@ -1,4 +1,4 @@
-"""Small file helpers shared by the built-in datasets (mini and wild benchmarks, photo catalogue)."""
+"""Small file helpers shared by the built-in datasets (mini and wild benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_pinned", "write_build_record", "write_manifest_csv"]
+__all__ = ["write_build_record", "write_manifest_csv"]
 
 
 def write_manifest_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
@@ -21,22 +21,6 @@ def write_manifest_csv(path: Path, columns: Sequence[str], rows: Iterable[Mappin
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-
-
-def read_pinned(path: Path, sha256: str, error: type[Exception], *, owner: str, fix: str) -> bytes:
-    """The bytes of ``path`` after checking them against ``sha256``.
-
-    Raises ``error`` naming the file, its ``owner`` (a package or folder) and ``fix`` (what to run)
-    when the file is missing or its SHA-256 differs.
-    """
-    if not path.is_file():
-        raise error(f"{path}: missing from {owner}; {fix}")
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise error(f"{path}: SHA-256 {actual[:16]}... differs from the recorded {sha256[:16]}... "
-                    f"(a changed or corrupted file of {owner}); {fix}")
-    return data
 
 
 def write_build_record(folder: Path, *, key: str, inputs: Mapping[str, Any], images: int, counts: Mapping[str, Any],

@@ -66,7 +66,9 @@ import numpy as np
 from hrrkit.datasets import wild_regenerators
 from hrrkit.datasets._files import write_build_record, write_manifest_csv
 from hrrkit.datasets.mini import _remove_tree, _sha256, _verify, default_cache_root
-from hrrkit.datasets.photos import (
+from hrrkit.datasets.sources import MIN_CROP_STD, _resize_short_side
+from hrrkit.datasets.wild_templates import EDITED, TEXT_TO_IMAGE, Thumbnail, decode_rgb, load_thumbnail
+from hrrkit.retrospect.photos import (
     PhotoUnavailableError,
     SourcePhoto,
     catalogue_digest,
@@ -74,8 +76,6 @@ from hrrkit.datasets.photos import (
     source_photographs,
     user_photographs,
 )
-from hrrkit.datasets.sources import MIN_CROP_STD, _resize_short_side
-from hrrkit.datasets.wild_templates import EDITED, TEXT_TO_IMAGE, Thumbnail, decode_rgb, load_thumbnail
 
 __all__ = [
     "FULL",
@@ -366,7 +366,7 @@ def _plan(config: WildConfig, seed: int, pools: dict[str, list[SourcePhoto]]) ->
     for split_index, split in enumerate(SPLITS):
         scenes = _by_scene(pools[split])
         if not scenes:
-            raise PhotoUnavailableError(f"{split}: no source photographs (see hrrkit.datasets.photos)")
+            raise PhotoUnavailableError(f"{split}: no source photographs (see hrrkit.retrospect.photos)")
         if split in ("train", "val"):
             counts = config.train_per_generator if split == "train" else config.val_per_generator
             pairs = [(name, i) for name in sorted(counts) for i in range(counts[name])]
@@ -545,7 +545,7 @@ def build_wild_benchmark(
         progress: show a tqdm progress bar.
         config: a custom :class:`WildConfig` (overrides ``quick``'s preset).
         real_dirs: folders of the user's own photographs, added to the train and test pools by the
-            role their content hash gives them (:func:`hrrkit.datasets.photos.user_photographs`).
+            role their content hash gives them (:func:`hrrkit.retrospect.photos.user_photographs`).
         rebuild: discard any cached build first.
         verify: check every cached file's SHA-256 before reuse (a broken build is rebuilt).
 

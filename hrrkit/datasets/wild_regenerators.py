@@ -31,7 +31,7 @@ and then naming it in ``WildConfig.train_per_generator`` / ``val_per_generator``
 of the build's cache key: change it whenever the regenerator's output would change (new weights).
 A regenerator must only ever be given crops of ``train``-role photographs (the builder guarantees it),
 and a model behind it must have been trained on ``train``-role photographs only
-(:func:`hrrkit.datasets.photos.source_photographs`).
+(:func:`hrrkit.retrospect.photos.source_photographs`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrrkit.datasets._files import read_pinned
+from hrrkit.utils.pinned import read_pinned
 
 __all__ = [
     "DISTRIBUTION",

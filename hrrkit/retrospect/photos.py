@@ -13,12 +13,16 @@ The roles are fixed: changing one would leak test content into someone's trainin
 frames of scikit-image's stereo pair (``motorcycle_left``/``motorcycle_right``) show the same scene
 and share a ``group``, so they are always in the same split.
 
-    from hrrkit.datasets.photos import source_photographs, load_source_photograph
+    from hrrkit.retrospect.photos import source_photographs, load_source_photograph
     for photo in source_photographs(role="train"):
         pixels = load_source_photograph(photo.name)      # uint8 (H, W, 3), SHA-256 checked
 
 A user's own photographs (``real_dirs=[...]``) get their role from their content hash
 (:func:`user_photographs`), so the same file always lands in the same split.
+
+The catalogue lives in ``hrrkit.retrospect`` because the shipped retrospector trains on its ``train``
+photographs and nothing in ``retrospect/`` imports from ``datasets/`` (data flows one way). The
+benchmarks' real photographs come from the much larger pool of :mod:`hrrkit.datasets.photo_pool`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrrkit.datasets._files import read_pinned
+from hrrkit.utils.pinned import read_pinned
 
 __all__ = [
     "CATALOGUE",
@@ -193,7 +197,7 @@ def _read_checked(photo: SourcePhoto) -> bytes:
     return read_pinned(
         photo_path(photo), photo.sha256, PhotoUnavailableError, owner=f"the package {photo.distribution!r}",
         fix=f"reinstall it (`pip install --force-reinstall {photo.distribution}`), or if a new release changed the "
-        f"photograph on purpose, update hrrkit.datasets.photos.CATALOGUE",
+        f"photograph on purpose, update hrrkit.retrospect.photos.CATALOGUE",
     )
 
 

@@ -3,7 +3,7 @@
 No diffusion weights can be downloaded at run time, so hrrkit trains its own, the way it trains the
 mini-benchmark's generators (:mod:`hrrkit.datasets.recipe`): ``python scripts/train_retrospector.py``
 runs :func:`hrrkit.retrospect.training.train_retrospector` on 64-px crops of the photographs that
-:mod:`hrrkit.datasets.photos` gives the role ``train`` (never a ``test`` photograph), and writes
+:mod:`hrrkit.retrospect.photos` gives the role ``train`` (never a ``test`` photograph), and writes
 
 * ``hrrkit/retrospect/weights/<name>.safetensors`` (EMA weights, float32), and
 * ``hrrkit/retrospect/weights/<name>.json``: the training record (model config, schedule, settings,

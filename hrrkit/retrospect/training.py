@@ -5,7 +5,7 @@
 ``<name>.json`` (the training record) into ``hrrkit/retrospect/weights/``.
 
 Data: :func:`real_photo_crops` cuts ``crop_size``-px windows from the photographs that
-:func:`hrrkit.datasets.photos.source_photographs` gives the role ``"train"`` (never a ``"test"``
+:func:`hrrkit.retrospect.photos.source_photographs` gives the role ``"train"`` (never a ``"test"``
 photograph: the record lists every photograph used with its SHA-256, and a test checks the list).
 Each crop is framed like a small photograph at a random scale: the photograph is resized
 (antialiased Lanczos) so that its short side is log-uniform in ``[short_side_min, short_side_max]``
@@ -108,7 +108,7 @@ def _learning_rate(step: int, settings: RetrospectorTrainSettings) -> float:
 
 def training_photographs() -> list[dict[str, str]]:
     """``[{"name", "sha256", "package", "licence"}]`` of the photographs training may use (role train)."""
-    from hrrkit.datasets.photos import source_photographs
+    from hrrkit.retrospect.photos import source_photographs
 
     return [{"name": p.name, "sha256": p.sha256, "package": p.distribution, "licence": p.licence}
             for p in source_photographs(role="train")]
@@ -124,7 +124,7 @@ def real_photo_crops(settings: RetrospectorTrainSettings) -> np.ndarray:
     """
     from PIL import Image
 
-    from hrrkit.datasets.photos import load_source_photograph, source_photographs
+    from hrrkit.retrospect.photos import load_source_photograph, source_photographs
 
     photos = [load_source_photograph(p.name) for p in source_photographs(role="train")]
     size = settings.crop_size

@@ -13,9 +13,9 @@ pytest.importorskip("comfyui_workflow_templates_media_image", reason="needs hrrk
 pytest.importorskip("sklearn")
 
 from hrrkit.datasets import wild, wild_regenerators  # noqa: E402
-from hrrkit.datasets.photos import source_photographs  # noqa: E402
 from hrrkit.datasets.wild import QUICK, SPLITS, VAL_SCENES, WildConfig, build_wild_benchmark  # noqa: E402
 from hrrkit.datasets.wild_templates import EDITED, TEXT_TO_IMAGE  # noqa: E402
+from hrrkit.retrospect.photos import source_photographs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_user_folder_photographs_join_by_their_role(tmp_path):
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (120, 150, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     # a copy of a held-out catalogue photograph must not become a training photograph
-    from hrrkit.datasets.photos import photo_path
+    from hrrkit.retrospect.photos import photo_path
 
     (folder / "my_coffee.png").write_bytes(photo_path("coffee").read_bytes())
     bench = build_wild_benchmark(tmp_path / "out", config=_tiny(train_per_generator={"realesr-animevideov3-x4": 12}),

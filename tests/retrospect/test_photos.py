@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hrrkit.datasets import photos
-from hrrkit.datasets.photos import (
+from hrrkit.retrospect import photos
+from hrrkit.retrospect.photos import (
     CATALOGUE,
     PhotoUnavailableError,
     load_source_photograph,

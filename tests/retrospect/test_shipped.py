@@ -37,7 +37,7 @@ def test_shipped_weights_match_their_training_record():
 
 
 def test_trained_on_train_photographs_only():
-    from hrrkit.datasets.photos import source_photographs
+    from hrrkit.retrospect.photos import source_photographs
 
     used = {p["name"]: p["sha256"] for p in shipped_record(NAME)["photographs"]}
     train = {p.name: p.sha256 for p in source_photographs(role="train")}
