@@ -191,7 +191,10 @@ def fetch_package(package: PinnedPackage, folder: Path, *, offline: bool = False
         try:
             _run_client(["apt-get", "download", "-q", f"{package.name}={package.version}"], folder, package)
         except SourceUnavailable:
-            _run_client(["apt-get", "download", "-q", package.name], folder, package)
+            try:
+                _run_client(["apt-get", "download", "-q", package.name], folder, package)
+            except SourceUnavailable as exc:  # most often: no package lists yet on a fresh machine
+                raise SourceUnavailable(f"{exc} (on a fresh Debian/Ubuntu machine run `apt-get update` first)") from exc
             newest = max(folder.glob(f"{glob.escape(package.name)}_*.deb"), key=os.path.getmtime)
             warn(f"{package.spec}: pinned version not in the apt archive; using {newest.name} (files are "
                  "still hash-checked)")
