@@ -1,5 +1,6 @@
 """``hrrkit data``: data set utilities. ``hrrkit data verify ROOT`` checks a data set; ``hrrkit data pools``
-fetches and counts the real-photo and generated-image pools; ``hrrkit data align
+fetches and counts the real-photo and generated-image pools; ``hrrkit data wild-v2`` builds the wild v2
+benchmark from them; ``hrrkit data align
 REAL_DIR --vae PATH --out DIR`` builds aligned real/reconstruction pairs (docs/aligned.md).
 
 Exit status of ``verify``: 0 when every file decodes and there is no label conflict or train/test
@@ -106,6 +107,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pools.add_argument("--json", action="store_true", help="print the counts as JSON (for programs)")
     pools.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     pools.set_defaults(func=run_pools)
+
+    wild = actions.add_parser(
+        "wild-v2",
+        help="build the wild v2 benchmark from the pools: splits by family and package, equal processing",
+        description="Build (or reuse from the cache) the wild v2 benchmark (docs/wild_benchmark.md): generator "
+        "families and photo packages in fixed train/val/test splits, every image brought to the same size, "
+        "codec and quality, classes matched on trivial cues; prints counts per split and group and the bias "
+        "AUCs. Exit status: 0 built, every bias AUC within the band; 1 built with a bias AUC outside it; 2 bad "
+        "arguments or no usable material.",
+    )
+    wild.add_argument("--quick", action="store_true",
+                      help="the PyPI photo packages and the generated pool's quick wheel (the test suite's build)")
+    wild.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
+    wild.add_argument("--size", type=int, default=224, help="side of every final image in pixels (default 224)")
+    wild.add_argument("--frames-per-clip", type=int, default=4, help="frames kept per generated clip (default 4)")
+    wild.add_argument("--folds", type=int, default=0,
+                      help="leave-family-out folds over train+val (default 0: none)")
+    wild.add_argument("--real-dir", action="append", default=[], type=Path, metavar="DIR",
+                      help="a folder of your own photographs (repeatable; its package key is user:<folder name>)")
+    wild.add_argument("--fake-dir", action="append", default=[], type=Path, metavar="DIR",
+                      help="a folder of generated images (repeatable; each needs a --family, in the same order)")
+    wild.add_argument("--family", action="append", default=[], metavar="NAME",
+                      help="the generator family of the matching --fake-dir (its split key)")
+    wild.add_argument("--split", action="append", default=[], metavar="KEY=SPLIT",
+                      help="put a family or photo package (e.g. user:myphotos) into train, val or test")
+    wild.add_argument("--root", type=Path, default=None,
+                      help="where builds go (default: $HRRKIT_CACHE/wild-v2 or ~/.cache/hrrkit/wild-v2)")
+    wild.add_argument("--offline", action="store_true", help="use only pool packages already in the cache")
+    wild.add_argument("--rebuild", action="store_true", help="discard a cached build of the same inputs first")
+    wild.add_argument("--json", action="store_true", help="print build.json's summary as JSON (for programs)")
+    wild.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    wild.set_defaults(func=run_wild_v2)
+
+
+def run_wild_v2(args: argparse.Namespace) -> int:
+    from hrrkit.datasets.bias import FEATURES
+    from hrrkit.datasets.packages import ChangedFileError
+    from hrrkit.datasets.pool_record import GROUPS
+    from hrrkit.datasets.wild_v2 import WildV2Config, build_wild_v2
+
+    if len(args.fake_dir) != len(args.family):
+        print(f"hrrkit data wild-v2: {len(args.fake_dir)} --fake-dir but {len(args.family)} --family; give one "
+              "family per folder", file=sys.stderr)
+        return 2
+    bad = [item for item in args.split if "=" not in item]
+    if bad:
+        print(f"hrrkit data wild-v2: --split takes KEY=SPLIT (e.g. user:myphotos=test), got {bad[0]!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        overrides = dict(item.split("=", 1) for item in args.split)
+        config = WildV2Config(size=args.size, frames_per_clip=args.frames_per_clip, folds=args.folds,
+                              split_overrides=overrides)
+        bench = build_wild_v2(seed=args.seed, quick=args.quick, config=config, real_dirs=args.real_dir,
+                              fake_dirs=list(zip(args.fake_dir, args.family)), root=args.root,
+                              progress=not (args.no_progress or args.json), rebuild=args.rebuild,
+                              offline=args.offline)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hrrkit data wild-v2: {exc}", file=sys.stderr)
+        return 2
+    except ChangedFileError as exc:
+        print(f"hrrkit data wild-v2: {exc}", file=sys.stderr)
+        return 2
+    info = bench.info
+    if args.json:
+        json.dump({"root": bench.root.as_posix(), "reused": bench.reused, **{k: info[k] for k in (
+            "counts", "per_key", "dropped", "bias", "bias_failures", "timings")}}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"wild v2: {bench.root} ({'reused' if bench.reused else 'built'} in {bench.seconds:.1f} s)")
+        columns = ("real", *GROUPS)
+        print(f"{'split':<6}" + "".join(f"{c:>15}" for c in columns))
+        for split, counts in info["counts"].items():
+            print(f"{split:<6}" + "".join(f"{counts[c]:>15}" for c in columns))
+        print(f"bias AUC (band {info['bias_band']}):")
+        print(f"{'split':<6}" + "".join(f"{c:>15}" for c in (*FEATURES, "logistic")))
+        for split, entry in info["bias"].items():
+            print(f"{split:<6}" + "".join(f"{entry[c]:>15.3f}" for c in (*FEATURES, "logistic")))
+        for line in info["bias_failures"]:
+            print(f"outside the band: {line}")
+    return 1 if info["bias_failures"] else 0
 
 
 def run_align(args: argparse.Namespace) -> int:
