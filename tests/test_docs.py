@@ -22,3 +22,23 @@ def test_relative_links_resolve(page):
         if not path.exists():
             missing.append(target)
     assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def _python_block_after(page: Path, heading: str) -> str:
+    """The first ```python block under ``heading`` of ``page``."""
+    text = page.read_text()
+    section = text[text.index(heading):]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"{page.name}: no python block under {heading!r}"
+    return match.group(1)
+
+
+def test_readme_layers_snippet_runs_as_pasted():
+    """README's "Using the layers" runs as written, with the shipped retrospector (no weights to fetch)."""
+    import torch
+
+    namespace: dict = {}
+    exec(compile(_python_block_after(ROOT / "README.md", "## Using the layers"), "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (2,) and torch.isfinite(namespace["loss"])
+    grads = [p.grad for p in namespace["head"].parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
