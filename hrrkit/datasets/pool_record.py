@@ -59,9 +59,16 @@ class PoolRecord:
         license: the licence of the shipping package.
         registry: ``"pypi"``, ``"deb"``, ``"npm"`` or ``"user"``.
         width, height: pixel size of the stored file.
-        sha256: the recorded hash the file was checked against (hex).
+        sha256: SHA-256 of the file at ``path`` (hex): for a file taken from a package as it is, the
+            reviewed hash it was checked against; for a file the pool decoded (a video frame, SciPy's
+            raccoon as PNG) the hash recorded when it was written, while ``extra["src_sha256"]`` holds
+            the reviewed hash of the package member it came from.
         flags: reviewer flags (``small``, ``calib``, ``gray``, ``tv-still``, ``nc-license``, ...).
-        extra: anything else the pool records (template name, frame index, fps, ...), as strings.
+        extra: anything else the pool records, as strings. The pools fill ``src_sha256`` and
+            ``member``; photos ``subject``, ``camera``, ``format``; generated images ``template``,
+            ``idx``, ``role``, ``primary`` (``"1"``: the cluster's chosen member), ``n_frames``,
+            ``badge_suspect``, ``also_in`` and, for video frames, ``frame`` and ``fps``; a user's
+            folder ``relpath``.
     """
 
     path: Path
