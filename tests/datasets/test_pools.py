@@ -391,3 +391,72 @@ def test_cli_data_pools_json_and_bad_names(fake_imgaug, capsys: pytest.CaptureFi
     assert summary["photos"]["total"] == 1 and summary["photos"]["sources"]["imgaug"]["images"] == 1
     assert summary["generated"]["total"] == 0 and summary["skipped"] == []
     assert set(summary["timings"]["photos"]) == {"download_s", "extract_s", "total_s"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Debian and npm sources, through stand-in clients on PATH
+# --------------------------------------------------------------------------------------------------
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _deb(files: dict[str, bytes]) -> bytes:
+    """A minimal Debian package: an ``ar`` archive of debian-binary, control.tar.gz and data.tar.gz."""
+    out = b"!<arch>\n"
+    for name, data in (("debian-binary", b"2.0\n"), ("control.tar.gz", _tar_gz({})), ("data.tar.gz", _tar_gz(files))):
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode() + data + b"\n" * (len(data) % 2)
+    return out
+
+
+def _client(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_debian_source_with_rcc_member_and_a_replaced_pinned_version(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """apt-get download of the pinned version fails (a security update replaced it): the current one is
+    fetched with one line, and a photograph inside a Qt resource inside the .deb is read and checked."""
+    photo = _png((5, 120, 5))
+    rcc = _rcc({"images/leaf.png": (photo, True)})
+    deb = tmp_path / "fixture.deb"
+    deb.write_bytes(_deb({"./usr/share/gcompris-qt/rcc/plants.rcc": rcc}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _client(bin_dir, "apt-get", f'case "$3" in *=*) echo "E: Version not found"; exit 100;; esac\n'
+                                f'cp "{deb}" "./$3_3.1-3_all.deb"\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    member = "rcc:./usr/share/gcompris-qt/rcc/plants.rcc::images/leaf.png"
+    reviewed = (ReviewedPhoto("gcompris-qt-data", member, hashlib.sha256(photo).hexdigest(), 24, 16),)
+    monkeypatch.setattr(photo_pool, "reviewed_photos", lambda: reviewed)
+    lines: list[str] = []
+    monkeypatch.setattr(packages, "warn", lines.append)
+    (record,) = PhotoPool(root=tmp_path / "cache", only=["gcompris-qt-data"], progress=False).records()
+    assert record.path.read_bytes() == photo and record.path.parts[-3:] == ("plants", "images", "leaf.png")
+    assert record.registry == "deb" and record.source == "gcompris-qt-data==3.1-2"
+    assert len(lines) == 1 and "pinned version not in the apt archive" in lines[0]
+
+
+def test_npm_source_through_npm_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = _png((200, 200, 0))
+    tgz = tmp_path / "fixture.tgz"
+    tgz.write_bytes(_tar_gz({"package/test/assets/room.png": photo}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _client(bin_dir, "npm", f'[ "$1" = pack ] && [ "$3" = tracking@1.1.3 ] && cp "{tgz}" ./tracking-1.1.3.tgz\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    reviewed = (ReviewedPhoto("tracking", "package/test/assets/room.png", hashlib.sha256(photo).hexdigest(), 24, 16),)
+    monkeypatch.setattr(photo_pool, "reviewed_photos", lambda: reviewed)
+    (record,) = PhotoPool(root=tmp_path / "cache", only=["tracking"], progress=False).records()
+    assert record.path.read_bytes() == photo and record.registry == "npm" and record.source == "tracking==1.1.3"
