@@ -304,8 +304,8 @@ def run_pools(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(format_summary(summary))
-        for line in skipped:
-            print(line)
+        if skipped:  # each was printed (stderr) when it happened; the count keeps them from going unnoticed
+            print(f"\n{len(skipped)} source(s) skipped (see the lines above); the counts leave them out")
         spent = "; ".join(f"{name}: download {t['download_s']:.1f} s, extract {t['extract_s']:.1f} s, "
                           f"total {t['total_s']:.1f} s" for name, t in timings.items())
         print(f"\npools: {pools[0].root} ({spent})")
