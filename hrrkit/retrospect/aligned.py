@@ -40,7 +40,7 @@ __all__ = [
 ALIGN_MULTIPLE = 8
 # Sides above this are reconstructed in overlapping tiles (hrrkit's tiling, seams cross-faded over
 # the overlap). 1024 keeps most photos whole (tiles leave faint seams a detector could learn) while
-# bounding memory: SD's VAE decoder needs about 9 GB of fp32 activations for a 1024x1024 tile.
+# bounding memory and time: activations grow with a tile's pixels, mid-block attention with their square.
 DEFAULT_TILE_SIZE = 1024
 
 
