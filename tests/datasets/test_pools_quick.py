@@ -46,7 +46,7 @@ def test_every_quick_photo_is_present_and_hash_checked(quick_photos) -> None:
     assert len(listed) == 9
     assert {r.extra["member"] for r in quick_photos} == set(listed)
     for record in quick_photos:
-        assert record.path.is_file() and record.path.is_relative_to(default_pools_root())
+        assert record.path.is_file() and record.path.is_relative_to(default_pools_root().resolve())
         assert _sha256(record.path) == record.sha256 == listed[record.extra["member"]].sha256
         assert record.label == 0 and record.source_key in QUICK_SOURCES and record.registry == "pypi"
 
