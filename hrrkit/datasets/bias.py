@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -238,7 +239,8 @@ def _outside(entry: Mapping[str, float | int | bool], band: tuple[float, float])
 
 
 def match_classes(rows: Sequence[Mapping[str, float | str]], labels: Sequence[int], splits: Sequence[str], *,
-                  target: tuple[float, float] = (0.43, 0.57), max_drop: float = 0.5) -> np.ndarray:
+                  keys: Sequence[str] | None = None, target: tuple[float, float] = (0.43, 0.57),
+                  max_drop: float = 0.5) -> np.ndarray:
     """Which images to keep so that no trivial classifier separates the classes, per split and overall.
 
     Greedy matched subsampling on the cues themselves: while an AUC of a checked scope of
@@ -246,7 +248,9 @@ def match_classes(rows: Sequence[Mapping[str, float | str]], labels: Sequence[in
     furthest out, fit the logistic regression on its kept images and drop the image that looks most
     like its own class by those cues (the generated image with the highest score; a real one with the
     lowest when fewer generated than real images are left), then measure again. At most ``max_drop`` of
-    each class of each split is dropped. Deterministic (no random draw).
+    each class of each split is dropped, and at most ``max_drop`` of each ``keys`` value (a generator
+    family, a photo package) within a split, so that no family is matched away. Deterministic (no
+    random draw).
 
     Returns a ``bool (N,)`` mask of the images to keep.
     """
@@ -255,6 +259,9 @@ def match_classes(rows: Sequence[Mapping[str, float | str]], labels: Sequence[in
     keep = np.ones(len(y), dtype=bool)
     floors = {(split, cls): int(np.ceil((1 - max_drop) * ((split_array == split) & (y == cls)).sum()))
               for split in set(splits) for cls in (0, 1)}
+    key_array = np.asarray(keys) if keys is not None else np.asarray(["" for _ in range(len(y))])
+    key_floors = {(split, key): int(np.ceil((1 - max_drop) * ((split_array == split) & (key_array == key)).sum()))
+                  for split, key in set(zip(splits, key_array.tolist()))}
     blocked: set[str] = set()
     while True:
         index = np.flatnonzero(keep)
@@ -271,7 +278,10 @@ def match_classes(rows: Sequence[Mapping[str, float | str]], labels: Sequence[in
         design = _design(x, x.mean(axis=0), x.std(axis=0) + 1e-12)
         score = design @ _fit_logistic(design, y[members].astype(np.float64))
         left = {key: int((keep & (split_array == key[0]) & (y == key[1])).sum()) for key in floors}
-        removable = np.array([left[(split_array[i], y[i])] > floors[(split_array[i], y[i])] for i in members])
+        left_key = Counter(zip(split_array[index].tolist(), key_array[index].tolist()))
+        removable = np.array([left[(split_array[i], y[i])] > floors[(split_array[i], y[i])]
+                              and left_key[(split_array[i], key_array[i])] > key_floors[(split_array[i], key_array[i])]
+                              for i in members])
         n_fake, n_real = int(y[members].sum()), int((y[members] == 0).sum())
         order = [1, 0] if n_fake >= n_real else [0, 1]
         for cls in order:

@@ -36,7 +36,10 @@ photo's short side) at a random place; both are resized (Lanczos, antialiased) t
 once as lossy WebP at a quality drawn from ``quality`` for either class, decoded and saved as PNG (no
 metadata). Every draw comes from the image's content hash and the build seed.
 :mod:`hrrkit.datasets.bias` then measures whether file size, header, brightness, sharpness or
-colourfulness still separate the classes (AUC per split in ``build.json``).
+colourfulness still separate the classes; what the chain cannot equalise is content (generated
+pictures are darker and smoother on average), so the build drops the images that carry such a cue
+until every AUC of every split lies in the band (matched subsampling, at most half of any family or
+package; ``match_cues``). The AUCs before and after are in ``build.json``.
 """
 
 from __future__ import annotations
@@ -150,8 +153,9 @@ class WildV2Config:
         max_per_source: most photos kept per photo package (``None``: all); drawn with the seed.
         drop_flags: photos carrying any of these reviewer flags are left out.
         min_side: drop images whose short side is below this (``None``: ``size``; never below ``size``).
-        match_cues: after processing, drop the fewest images that make file size, brightness, sharpness
-            or colourfulness separate the classes of a split (:func:`hrrkit.datasets.bias.match_classes`).
+        match_cues: after processing, drop the images that make file size, brightness, sharpness or
+            colourfulness separate the classes of a split, at most half of any family or package
+            (:func:`hrrkit.datasets.bias.match_classes`).
         split_overrides: ``{family or photo package: split}`` on top of the fixed assignment (for a
             user's own folders; a change of the fixed assignment is written into ``build.json``).
     """
@@ -702,7 +706,8 @@ def _build_into(folder: Path, items: Sequence[tuple[PoolRecord, str]], dropped: 
         tick = time.perf_counter()
         keep = np.ones(len(rows), dtype=bool)
         if config.match_cues:
-            keep = bias.match_classes(features, labels, splits)
+            keys = [row["family"] if row["label"] == 1 else row["source_key"] for row in rows]
+            keep = bias.match_classes(features, labels, splits, keys=keys)
             for i in np.flatnonzero(~keep):
                 dropped[f"matched away: {splits[i]} {'generated' if labels[i] else 'photo'}"] += 1
                 (folder / rows[i]["path"]).unlink()
