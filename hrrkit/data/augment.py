@@ -16,6 +16,10 @@ Importing :mod:`hrrkit.data` registers these in :data:`hrrkit.data.dataset.AUGME
   apps; hrrkit's choice, the benchmark names no single range), then a horizontal flip with p = 0.5.
   Half the training images stay uncompressed so the detector still sees clean files.
 * ``cnnspot+jpeg-chain`` — both: CNNSpot's blur/JPEG, then the JPEG chain.
+* ``delivery`` — one of the ways a picture reaches a user, drawn with equal odds (:class:`Delivery`):
+  a JPEG chain (1–2 compressions, quality 60–95), a WebP re-encode (quality 50–90), or a downscale
+  (factor 0.5–0.9, Lanczos) followed by a JPEG (quality 70–95). Used for the augmented copies of the
+  frozen-backbone recipe (:mod:`hrrkit.train.frozen`), where the untouched file is always one copy.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from PIL import Image
 
 from hrrkit.data.dataset import AUGMENTATION_PRESETS, Augmentation, ReEncode
 
-__all__ = ["AugmentChain", "JpegChain", "PRESETS", "register_presets"]
+__all__ = ["AugmentChain", "Delivery", "JpegChain", "PRESETS", "register_presets"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,33 @@ class AugmentChain:
         return img
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery chain per call, drawn with equal odds: JPEG ×``1..2`` at ``jpeg_quality``; WebP at
+    ``webp_quality``; or a downscale by a factor in ``downscale`` (antialiased Lanczos; never below 8 px)
+    followed by one JPEG at ``rescaled_jpeg_quality``. Qualities are integers drawn uniformly."""
+
+    jpeg_quality: tuple[int, int] = (60, 95)
+    webp_quality: tuple[int, int] = (50, 90)
+    downscale: tuple[float, float] = (0.5, 0.9)
+    rescaled_jpeg_quality: tuple[int, int] = (70, 95)
+
+    is_identity = False
+
+    def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        kind = rng.randrange(3)
+        if kind == 0:
+            for _ in range(rng.randint(1, 2)):
+                img = ReEncode("JPEG", rng.randint(*self.jpeg_quality))(img)
+            return img
+        if kind == 1:
+            return ReEncode("WEBP", rng.randint(*self.webp_quality))(img)
+        factor = rng.uniform(*self.downscale)
+        size = (max(8, round(img.width * factor)), max(8, round(img.height * factor)))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+        return ReEncode("JPEG", rng.randint(*self.rescaled_jpeg_quality))(img)
+
+
 PRESETS: dict[str, object] = {
     "cnnspot": Augmentation(blur_prob=0.5, blur_sigma=(0.0, 3.0), jpeg_prob=0.5, jpeg_quality=(30, 100), hflip_prob=0.5),
     "jpeg-chain": JpegChain(prob=0.5, max_compressions=3, quality=(65, 100), hflip_prob=0.5),
@@ -90,6 +121,7 @@ PRESETS: dict[str, object] = {
         Augmentation(blur_prob=0.5, blur_sigma=(0.0, 3.0), jpeg_prob=0.5, jpeg_quality=(30, 100)),
         JpegChain(prob=0.5, max_compressions=3, quality=(65, 100), hflip_prob=0.5),
     )),
+    "delivery": Delivery(),
 }
 
 
