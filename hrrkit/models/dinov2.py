@@ -290,6 +290,10 @@ class DINOv2ViT(nn.Module):
         return f"depth={self.depth}, size_policy={self.size_policy!r}, frozen={self.frozen}"
 
 
+#: What ``dinov2_vits14`` returns: the patch-token map(s), or the CLS token(s) as a one-cell map.
+TOKEN_OUTPUTS = ("patch", "cls")
+
+
 class DINOv2Backbone(FrozenFeatureBackbone):
     """The registry's ``dinov2_vits14``: the patch-token map ``(B, 384, h, w)`` of block ``out_block``
     (default 12, the last) after the final LayerNorm — the same contract as every hrrkit backbone
@@ -305,31 +309,50 @@ class DINOv2Backbone(FrozenFeatureBackbone):
     normalisation the weights were trained with; ImageNet's by default), ``input_offset`` (added to
     the input first: −1 maps a residual |x − x̂| ∈ [0, 2] into the image range), ``feature_cache``
     (``frozen=True`` only; see :class:`~hrrkit.models.feature_cache.FrozenFeatureBackbone`).
+    ``blocks`` (e.g. ``(3, 6, 9, 12)``): the patch maps of these blocks, each after the final LayerNorm,
+    concatenated along channels — ``(B, 384·len(blocks), h, w)``, so style statistics see shallow
+    (texture) and deep (semantic) tokens at once; ``out_block`` is then ``max(blocks)``. ``tokens="cls"``:
+    the CLS token(s) instead, as a one-cell map ``(B, 384·n, 1, 1)`` (a linear probe on CLS, UnivFD's
+    recipe, is this backbone with plain pooling and a linear head).
     Batched throughout; works under ``torch.inference_mode()``.
     """
 
     def __init__(self, *, in_channels: int = 3, pretrained: bool = True, out_block: int = DEPTH, frozen: bool = False,
                  size_policy: str = "crop", input_mean: Sequence[float] = IMAGENET_MEAN,
                  input_std: Sequence[float] = IMAGENET_STD, input_offset: float = 0.0,
-                 feature_cache: str | None = None):
+                 feature_cache: str | None = None, blocks: Sequence[int] | None = None, tokens: str = "patch"):
         super().__init__(name="dinov2_vits14", frozen=frozen, feature_cache=feature_cache)
+        if tokens not in TOKEN_OUTPUTS:
+            raise ValueError(f"dinov2_vits14: tokens={tokens!r}, expected one of {TOKEN_OUTPUTS}")
+        self.blocks = None if blocks is None else tuple(int(b) for b in blocks)
+        if self.blocks is not None:
+            if not self.blocks or len(set(self.blocks)) != len(self.blocks) or not all(1 <= b <= DEPTH for b in self.blocks):
+                raise ValueError(f"dinov2_vits14: blocks={list(blocks)} must be distinct block numbers in 1..{DEPTH}")
+            out_block = max(self.blocks)
+        self.tokens = tokens
         self.input_offset = float(input_offset)
         self.body = DINOv2ViT(pretrained=pretrained, depth=out_block, in_channels=in_channels, frozen=frozen,
                               size_policy=size_policy, input_mean=input_mean, input_std=input_std)
         self.out_block = int(out_block)
-        self.out_channels = EMBED_DIM
+        self.out_channels = EMBED_DIM * (1 if self.blocks is None else len(self.blocks))
         self.feature_info = self.body.feature_info
 
     def _shifted(self, x: Tensor) -> Tensor:
         return x + self.input_offset if self.input_offset else x
 
     def _features(self, x: Tensor) -> Tensor:
-        return self.body(self._shifted(x))
+        if self.blocks is None and self.tokens == "patch":
+            return self.body(self._shifted(x))
+        wanted = self.blocks or (self.out_block,)
+        outputs = self.body.forward_intermediates(self._shifted(x), wanted, norm=True)
+        if self.tokens == "cls":  # (B, 384·n, 1, 1): the CLS tokens as a one-cell map
+            return torch.cat([cls for cls, _ in outputs], dim=1)[:, :, None, None]
+        return torch.cat([patches for _, patches in outputs], dim=1)
 
     def _cache_identity(self) -> dict:
         return {"backbone": "dinov2_vits14", "out_block": self.out_block, "input_offset": self.input_offset,
                 "size_policy": self.body.size_policy, "input_mean": list(self.body.input_mean),
-                "input_std": list(self.body.input_std)}
+                "input_std": list(self.body.input_std), "blocks": list(self.blocks or ()), "tokens": self.tokens}
 
     def forward_intermediates(self, x: Tensor, blocks: Sequence[int] = (4, 8, 12),
                               norm: bool = True) -> list[tuple[Tensor, Tensor]]:
@@ -348,11 +371,12 @@ class DINOv2Backbone(FrozenFeatureBackbone):
 def dinov2_vits14_backbone(in_channels: int = 3, pretrained: bool = True, out_block: int = DEPTH, frozen: bool = False,
                            size_policy: str = "crop", input_mean: Sequence[float] = IMAGENET_MEAN,
                            input_std: Sequence[float] = IMAGENET_STD, input_offset: float = 0.0,
-                           feature_cache: str | None = None) -> DINOv2Backbone:
+                           feature_cache: str | None = None, blocks: Sequence[int] | None = None,
+                           tokens: str = "patch") -> DINOv2Backbone:
     """Factory of the registered backbone ``dinov2_vits14`` (see :class:`DINOv2Backbone`)."""
     return DINOv2Backbone(in_channels=in_channels, pretrained=pretrained, out_block=out_block, frozen=frozen,
                           size_policy=size_policy, input_mean=input_mean, input_std=input_std,
-                          input_offset=input_offset, feature_cache=feature_cache)
+                          input_offset=input_offset, feature_cache=feature_cache, blocks=blocks, tokens=tokens)
 
 
 # --------------------------------------------------------------------------------------------------
