@@ -34,7 +34,6 @@ from PIL import Image
 from hrrkit.data.io import ImageLoadError, list_image_files, load_image
 from hrrkit.data.jpeg import jpeg_round_trip, jpeg_settings
 from hrrkit.data.layouts import Sample
-from hrrkit.retrospect.aligned import crop_multiple, crop_to_multiple, reconstruct_uint8
 from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
 
 __all__ = ["ALIGNED_MANIFEST", "AlignSummary", "build_aligned_dataset", "pair_keys", "split_of"]
@@ -143,6 +142,8 @@ def build_aligned_dataset(
     """
     from tqdm.auto import tqdm
 
+    from hrrkit.retrospect import aligned as round_trip  # diffusers loads only when data are built
+
     real_dir, out = Path(real_dir), Path(out)
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each >= 0, sum < 1")
@@ -152,7 +153,7 @@ def build_aligned_dataset(
     if not files:
         raise FileNotFoundError(f"{real_dir}: no image files found (.jpg, .png, .webp, ...)")
     stems = _relative_stems(real_dir, files)
-    multiple = crop_multiple(list(autoencoders.values()))
+    multiple = round_trip.crop_multiple(list(autoencoders.values()))
     settings = _settings(autoencoders, jpeg_match, multiple)
     manifest_path = out / ALIGNED_MANIFEST
     previous: dict[str, Any] = {}
@@ -197,7 +198,7 @@ def build_aligned_dataset(
                 continue
             try:
                 photo = np.asarray(load_image(file, **load_options))
-                array = crop_to_multiple(photo, multiple)
+                array = round_trip.crop_to_multiple(photo, multiple)
             except (ImageLoadError, ValueError) as exc:
                 summary.failed.append((file.as_posix(), str(exc)))
                 continue
@@ -212,7 +213,7 @@ def build_aligned_dataset(
                 summary.written += 1
             for name in todo:
                 started = time.perf_counter()
-                recon = reconstruct_uint8(autoencoders[name], array)
+                recon = round_trip.reconstruct_uint8(autoencoders[name], array)
                 if jpeg is not None:
                     recon = jpeg_round_trip(recon, jpeg)
                 seconds = time.perf_counter() - started

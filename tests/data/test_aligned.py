@@ -71,7 +71,7 @@ def test_sizes_kept_at_multiples_of_8_and_pairs_named_alike(tmp_path, photos, au
 
 
 def test_rerun_skips_what_exists_and_a_crash_leaves_no_partial_file(tmp_path, photos, autoencoders, monkeypatch):
-    import hrrkit.data.aligned as aligned
+    import hrrkit.retrospect.aligned as aligned
 
     out = tmp_path / "aligned"
     real_recon = aligned.reconstruct_uint8
