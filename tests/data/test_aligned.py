@@ -183,3 +183,18 @@ def test_autoencoder_specs_name_their_folders(tmp_path):
     assert (spec.name, spec.path.as_posix()) == ("flux", "/models/FLUX.1-dev")
     with pytest.raises(ValueError, match="named"):
         load_autoencoders(["/a/sd15", "/b/sd15"])
+
+
+def test_large_photos_are_reconstructed_in_tiles_at_full_size(tmp_path, photos):
+    ae_dir = save_tiny_autoencoders(tmp_path / "ae")["ae4"]
+    tiled = load_autoencoders([f"ae4={ae_dir}"], tile_size=16, tile_overlap=4)
+    whole = load_autoencoders([f"ae4={ae_dir}"], tile_size=None)
+    assert tiled["ae4"].cost((48, 56)).tiles > 1 and whole["ae4"].cost((48, 56)).tiles == 1
+    for name, aes in (("tiled", tiled), ("whole", whole)):
+        build_aligned_dataset(photos, aes, tmp_path / name, val_fraction=0, test_fraction=0, progress=False)
+    for real in (tmp_path / "whole" / "train" / "real").rglob("*.png"):
+        rel = real.relative_to(tmp_path / "whole" / "train" / "real")
+        a = np.asarray(Image.open(tmp_path / "tiled" / "train" / "fake" / "ae4" / rel))
+        b = np.asarray(Image.open(tmp_path / "whole" / "train" / "fake" / "ae4" / rel))
+        assert a.shape == b.shape == np.asarray(Image.open(real)).shape
+    assert not np.array_equal(a, b)  # the tiles were really reconstructed apart
