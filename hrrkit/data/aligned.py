@@ -202,12 +202,19 @@ def build_aligned_dataset(
             except (ImageLoadError, ValueError) as exc:
                 summary.failed.append((file.as_posix(), str(exc)))
                 continue
-            jpeg = jpeg_settings(file) if jpeg_match else None
+            jpeg, jpeg_error = None, None
+            if jpeg_match:
+                try:
+                    jpeg = jpeg_settings(file)
+                except (OSError, ValueError) as exc:  # odd tables (12-bit, CMYK): stored unmatched, said why
+                    jpeg_error = f"JPEG settings not estimated: {exc}"
             record = records.setdefault(stem, {})
             record.update({"source": file.relative_to(real_dir).as_posix(), "split": split,
                            "original_size": [int(photo.shape[0]), int(photo.shape[1])],
                            "size": [int(array.shape[0]), int(array.shape[1])],
                            "jpeg": jpeg.to_dict() if jpeg is not None else None})
+            if jpeg_error:
+                record["note"] = jpeg_error
             if not real_out.is_file():
                 _save_png(real_out, np.ascontiguousarray(array))
                 summary.written += 1

@@ -198,3 +198,19 @@ def test_large_photos_are_reconstructed_in_tiles_at_full_size(tmp_path, photos):
         b = np.asarray(Image.open(tmp_path / "whole" / "train" / "fake" / "ae4" / rel))
         assert a.shape == b.shape == np.asarray(Image.open(real)).shape
     assert not np.array_equal(a, b)  # the tiles were really reconstructed apart
+
+
+def test_a_jpeg_whose_settings_cannot_be_read_is_stored_unmatched_with_a_note(tmp_path, autoencoders, monkeypatch):
+    import hrrkit.data.aligned as aligned
+
+    write_photos(tmp_path / "photos", count=1, png=0, subfolder=None)
+
+    def unreadable(path):
+        raise ValueError("expected 8x8 quantisation tables")
+
+    monkeypatch.setattr(aligned, "jpeg_settings", unreadable)
+    out = tmp_path / "out"
+    summary = build_aligned_dataset(tmp_path / "photos", {"ae4": autoencoders["ae4"]}, out, jpeg_match=True,
+                                    val_fraction=0, test_fraction=0, progress=False)
+    record = json.loads((out / "aligned.json").read_text())["images"]["photo0"]
+    assert summary.written == 2 and record["jpeg"] is None and "8x8" in record["note"]
