@@ -5,7 +5,9 @@
     train = bench.samples("train")                    # hrrkit.data.layouts.Sample objects
 
 See ``docs/mini_benchmark.md`` for how it is built and what it can and cannot tell, and
-``docs/wild_benchmark.md`` for the wild benchmark (real generators' outputs, ``build_wild_benchmark``).
+``docs/wild_benchmark.md`` for the wild benchmark v2 (``build_wild_v2``: real generators' outputs vs
+real photographs from the pools, split by family and package) and ``docs/wild_benchmark_v1.md`` for the
+retired v1 (``build_wild_benchmark``, still used by ``hrrkit demo``).
 
 The image pools (``docs/pools.md``), one module per source behind one interface
 (:class:`ImagePool`, yielding :class:`PoolRecord`): :class:`PhotoPool` (reviewed photographs from
@@ -40,6 +42,7 @@ from hrrkit.datasets.photo_pool import PhotoPool
 from hrrkit.datasets.pool_record import ImagePool, PoolRecord
 from hrrkit.datasets.sources import PHOTOGRAPHS, SourceUnavailableError
 from hrrkit.datasets.wild import WildBenchmark, WildConfig, build_wild_benchmark
+from hrrkit.datasets.wild_v2 import WildV2, WildV2Config, build_wild_v2
 
 __all__ = [
     "FULL",
@@ -58,6 +61,8 @@ __all__ = [
     "PoolRecord",
     "WildBenchmark",
     "WildConfig",
+    "WildV2",
+    "WildV2Config",
     "GeneratorSpec",
     "LoadedGenerator",
     "MiniBenchmark",
@@ -66,6 +71,7 @@ __all__ = [
     "WeightsUnavailableError",
     "build_mini_benchmark",
     "build_wild_benchmark",
+    "build_wild_v2",
     "default_cache_root",
     "load_generator",
     "sample_images",

@@ -21,7 +21,8 @@ members are dropped (reported in ``build.json``). ``folds=K`` adds a leave-famil
 train+val families and packages to K folds (column ``fold``; ``-1`` in test).
 
 **Selection** (:func:`select`): fakes are the kinds of :data:`~.pool_record.KIND_TO_GROUP` only (no
-grids, slideshows/wipes, analysis maps), roles ``output``/``pair-1`` only (never a partner picture), the
+grids, slideshows/wipes, analysis maps), roles ``output``/``pair-1`` only (never a partner picture), not
+the collages and badged pictures of :data:`REVIEWED_DROPS` (looked at by eye), the
 primary member of a still's cluster only, and ``frames_per_clip`` evenly spaced frames of a clip. Photos
 flagged in ``drop_flags`` are left out (stereo-calibration chessboards are near-identical grayscale
 scenes; grayscale photos would make colour a perfect cue, as the generated pool has none; TV stills
@@ -69,6 +70,7 @@ from hrrkit.datasets.pool_record import GROUPS, PoolRecord
 
 __all__ = [
     "RECIPE_VERSION",
+    "REVIEWED_DROPS",
     "SPLITS",
     "TEST_FAMILIES",
     "TEST_PACKAGES",
@@ -87,7 +89,7 @@ __all__ = [
 ]
 
 #: Bump when anything that changes the bytes of a build changes (part of the cache key).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -127,6 +129,56 @@ TRAIN_PACKAGES: frozenset[str] = frozenset({
     "gcompris-qt-data", "gimp-help-en", "hugin-data", "gradio", "pygame", "afterstep-data", "darktable", "gimp-data",
     "imagemagick-6-doc", "insightface", "python-matplotlib-data", "scipy",
 })
+
+#: Clusters of the generated pool left out after a look at every still and the first frame of every clip that
+#: :func:`select` keeps (full pools, default settings, 330 clusters): the pool marks them as outputs, but they
+#: show the inputs too (collages, insets, before/after pairs), carry a badge or are no picture at all.
+#: ``{cluster: "family: template-idx: why"}``.
+REVIEWED_DROPS: dict[str, str] = {
+    "5aa78d58915e": "api-bria: utility_bria_remove_image_background-1: background removal: a cut-out of the input on black, not generated pixels",
+    "4f008fe5657d": "api-bytedance: template_eric_seedance_5_subject_and_outfit_combine-1: collage of the input pictures beside the output",
+    "f866395a4f40": "api-google: template_contact_sheet-step_1.app-1: collage: inputs, arrow and output",
+    "a8d1f2c45dc5": "api-google: template_sferro21_product_ad.app-1: collage: input insets beside the output",
+    "9e0d9032d54c": "api-google: templates_rob_fashion_shoot_vton-4in1.app-1: collage of inputs with arrows to the outputs",
+    "59d18271ead8": "bernini: video_bernini_r_video_editing-1: side-by-side input and output clips",
+    "bc3b34574f5e": "flux1: flux_kontext_dev_basic-1: the input picture (labelled 'Input')",
+    "20d3cdc18d17": "flux1: flux_kontext_dev_grouped-1: side-by-side before/after pair",
+    "0aadfee787ab": "flux2: image_flux2_fp8-1: collage with input insets",
+    "caefb2f14d22": "flux2: image_flux2_klein_9b_kv_image_edit-1: pillarbox bars beside the picture",
+    "df909cea53d8": "flux2: image_flux2_klein_image_edit_4b_base-1: input insets beside the output",
+    "a2d51779480a": "flux2: image_flux2_klein_image_edit_4b_distilled-1: inputs on the left of the output",
+    "1c893d333137": "flux2: image_flux2_klein_image_edit_9b_base-1: collage of product shots and a logo",
+    "dfdd5917c0a2": "hidream: hidream_e1_1-1: 'Before' badge: the input picture",
+    "b57077c38894": "hidream: hidream_e1_full-1: 'Before' badge: the input picture",
+    "f697cd107946": "krea-open: image_krea2_turbo_int8_image_style_reference-1: 2x2 grid of outputs",
+    "d4a13655211f": "qwen: image_qwen_image_2_1_image_edit-1: input insets beside the output",
+    "d16ac0f6130e": "qwen: image_qwen_image_2_1_turbo_t2i-1: title text poster over a grid of portraits",
+    "8308e3589732": "qwen: image_qwen_image_edit-1: poster layout with title text",
+    "e07a002d235a": "qwen: image_qwen_image_layered-1: 3D panel layout of several pictures",
+    "6b6f707d336c": "qwen: image_qwen_image_layered_control-1: interface mock-up, not a picture",
+    "ee4db80e6f46": "qwen: template_qwen_multiangle.app-1: diagram grid with arrows",
+    "df61e65bf5f2": "qwen: templates-1_click_multiple_character_angles-v1.0-1: diagram of inputs and outputs with arrows",
+    "2471fbb2a895": "qwen: templates-1_click_multiple_scene_angles-v1.0-1: diagram of inputs and outputs with arrows",
+    "f5089fe7c2f4": "sd1: esrgan_example-1: 'After' badge drawn over the picture",
+    "601a5481541f": "sd1: hiresfix_latent_workflow-1: 'After' badge drawn over the picture",
+    "f27cee653fda": "sd1: latent_upscale_different_prompt_model-1: 'After' badge drawn over the picture",
+    "8f14ff090f18": "video-google: templates-sprite_sheet-1: 2x2 sprite sheet",
+    "3516b6640684": "video-kling: template_contact_sheet-step_3.app-1: strip of input insets beside the clip",
+    "c2e9e8489a06": "video-ltx: template_ltx2_3_ic_lora_ingredients-1: input insets above the clip",
+    "9f7348a8bb65": "video-ltx: video_ltx2_5_flf2v-1: 2x2 grid of clips",
+    "f738d7637f0a": "video-minimax: video_minimax_h3_multiframe_reference-1: input insets above the clip",
+    "1336f8df86bd": "video-seedance: template_seedance2_0_viral_videos_character_swap-1: comic storyboard panels under the clip",
+    "883883ba1ac1": "video-seedance: templates-textured_logo_elements-1: 'input + input' equation layout",
+    "a6f3e71ffbef": "video-seedance: templates-textured_logotype-v2.1-1: 'input + input' equation layout",
+    "1c4c505b0265": "video-wan: template_sirolim_seamless_loop-1: pillarbox bars",
+    "e2b9805ffd9b": "video-wan: templates-6-key-frames-1: input insets above the clip",
+    "359808ab5ec1": "video-wan: templates-wan2_1_infinitetalk_music-1: pillarbox bars",
+    "f20c0b1df2ec": "video-wan: video-wan21_scail-1: two clips side by side",
+    "8ad7aadddfb3": "video-wan: video_wan2.1_alpha_t2v_14B-1: transparency checkerboard of an input cut-out",
+    "fcf7aa1fe181": "video-wan: video_wan2_1_infinitetalk-1: two clips side by side",
+    "012b646ac6a3": "video-wan: video_wan_animate2-1: two clips side by side",
+    "8b084c07fbb4": "video-wan: video_wan_animate2_distilled-1: two clips side by side",
+}
 
 #: Roles of a generated record that are the generator's result (``pair-2``/``input-or-control`` are partners).
 OUTPUT_ROLES: frozenset[str] = frozenset({"output", "pair-1", "single"})
@@ -271,6 +323,9 @@ def select(records: Iterable[PoolRecord], config: WildV2Config, seed: int = 0,
         if record.label == 1:
             if record.group is None:
                 dropped[f"kind {record.kind} (not a generator output)"] += 1
+                continue
+            if record.cluster in REVIEWED_DROPS:
+                dropped["reviewed by eye: collage, inset, badge or not a picture"] += 1
                 continue
             if record.extra.get("role", "output") not in OUTPUT_ROLES:
                 dropped[f"role {record.extra.get('role')} (partner picture)"] += 1
@@ -623,6 +678,7 @@ def build_wild_v2(
         "seed": seed,
         "config": config.to_dict(),
         "splits": _fixed_lists(),
+        "reviewed_drops": sorted(REVIEWED_DROPS),
         "records_sha256": _records_digest(records),
         "skipped_sources": skipped,
     }

@@ -16,6 +16,7 @@ from PIL import Image
 from hrrkit.datasets import bias
 from hrrkit.datasets.pool_record import PoolRecord
 from hrrkit.datasets.wild_v2 import (
+    REVIEWED_DROPS,
     TEST_FAMILIES,
     TEST_PACKAGES,
     VAL_FAMILIES,
@@ -102,6 +103,7 @@ def pool(tmp_path_factory) -> list[PoolRecord]:
     records.append(_fake(tmp, rng, "qwen", 40, cluster="shared"))
     records.append(_fake(tmp, rng, "sdxl", 41, cluster="shared"))
     records.append(_fake(tmp, rng, "brand-new", 50))  # in no list: train, with a warning
+    records.append(_fake(tmp, rng, "flux1", 51, cluster=next(iter(REVIEWED_DROPS))))  # a collage, seen by eye
     return records
 
 
@@ -128,6 +130,7 @@ def test_selection_drops_what_is_not_a_generator_output_or_a_usable_photo(pool):
     shared = [(r.family, s) for r, s in chosen if r.cluster == "shared"]
     assert shared == [("sdxl", "test")]
     assert any("brand-new" in w for w in warnings) and dropped["cluster shared with a more held-out split"] == 1
+    assert "51.webpflux1" not in kept and dropped["reviewed by eye: collage, inset, badge or not a picture"] == 1
 
 
 def test_fixed_assignment_puts_listed_keys_in_their_split(pool):
@@ -140,7 +143,7 @@ def test_fixed_assignment_puts_listed_keys_in_their_split(pool):
             assert (split == "test") == (key in TEST_PACKAGES) and (split == "val") == (key in VAL_PACKAGES)
         assert listed or split == "train"
     assert not TEST_FAMILIES & VAL_FAMILIES and not TEST_PACKAGES & VAL_PACKAGES
-    override = split_of(pool[-1], {"brand-new": "test"})
+    override = split_of(next(r for r in pool if r.family == "brand-new"), {"brand-new": "test"})
     assert override == ("test", True)
 
 
