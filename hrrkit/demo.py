@@ -376,7 +376,7 @@ def _markdown(payload: dict[str, Any], tables: dict[str, str]) -> str:
         "",
         "Training and validation fakes are regenerations of the training photographs; no real generator's "
         "output is seen before the test. Every image went through the same final chain (size, WebP history, "
-        "PNG), so size and format tell nothing (docs/wild_benchmark.md).",
+        "PNG), so size and format tell nothing (docs/wild_benchmark_v1.md).",
         "",
         "## Detectors",
         "",

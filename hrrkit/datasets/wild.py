@@ -177,7 +177,7 @@ class WildConfig:
 
 
 #: ``quick=False``: 5 Real-ESRGAN regenerators (and the shipped diffusion ones when present); counts chosen so the build fits 4 minutes on 2 busy
-#: cores (x4plus, the 23-block RRDBNet, costs ~10x the others; docs/wild_benchmark.md has timings).
+#: cores (x4plus, the 23-block RRDBNet, costs ~10x the others; docs/wild_benchmark_v1.md has timings).
 FULL = WildConfig(
     train_per_generator={
         "realesrgan-x4plus": 12,

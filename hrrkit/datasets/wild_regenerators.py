@@ -6,7 +6,7 @@ having been through a generator, so neither content, framing nor compression can
 apart. A regenerator sees the clean crop (never a JPEG/WebP-compressed copy); the common final chain
 of :mod:`hrrkit.datasets.wild` is applied afterwards to reals and fakes alike.
 
-Built in (all CPU-friendly, see ``docs/wild_benchmark.md`` for the measured cost):
+Built in (all CPU-friendly, see ``docs/wild_benchmark_v1.md`` for the measured cost):
 
 ====================================  =========================================================
 name                                   what it does to a ``S x S`` crop
