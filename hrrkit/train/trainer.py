@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 from hrrkit.data.dataset import ImageDataset, SizeBucketBatchSampler, SkipLog, collate_samples
 from hrrkit.eval.metrics import average_precision
 from hrrkit.eval.predict import predict_dataset
-from hrrkit.models.checkpoint import CheckpointError, save_detector
+from hrrkit.models.checkpoint import CheckpointError, load_detector_state, read_detector_folder, save_detector
 from hrrkit.train.config import TrainConfig
 from hrrkit.utils.atomic import atomic_write_json, atomic_write_with
 
@@ -281,19 +281,10 @@ def _clear_previous_run(run_dir: Path) -> None:
 
 
 def _restore(folder: Path, model: nn.Module, optimizer, scheduler, scaler) -> None:
-    from safetensors.torch import load_file
-
-    weights = load_file(str(folder / "model.safetensors"), device="cpu")
+    payload, weights = read_detector_folder(folder)
     hint = ("the detector config changed since it was written: use `hrrkit train --restart` (or "
             "`fit(..., resume=False)`) or another output_dir")
-    try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
-        raise CheckpointError(f"{folder}: the checkpoint does not fit the configured model ({first[0].strip()}); {hint}") from None
-    if missing or unexpected:
-        raise CheckpointError(f"{folder}: the checkpoint does not fit the configured model (missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}); {hint}")
+    load_detector_state(model, weights, payload.get("packaged_weights") or {}, folder, hint)
     trainer_state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(trainer_state["optimizer"])
     scheduler.load_state_dict(trainer_state["scheduler"])
