@@ -346,3 +346,23 @@ def test_quick_build_on_the_pools_is_sound(quick_build):
     report = quick_build.info["bias"]
     assert report["all"]["checked"] and not bias.failures(report), report
     assert not [r for r in rows if r["label"] == "1" and r["family"] in TEST_FAMILIES and r["split"] != "test"]
+
+
+def test_cli_refuses_bad_arguments(tmp_path, capsys):
+    from hrrkit.cli import main
+
+    assert main(["data", "wild-v2", "--fake-dir", str(tmp_path), "--root", str(tmp_path)]) == 2
+    assert "--family" in capsys.readouterr().err
+    assert main(["data", "wild-v2", "--split", "sd1:test", "--root", str(tmp_path)]) == 2
+    assert "KEY=SPLIT" in capsys.readouterr().err
+    assert main(["data", "wild-v2", "--size", "8", "--root", str(tmp_path)]) == 2
+    assert "size must be at least 16" in capsys.readouterr().err
+
+
+def test_cli_quick_json(quick_build, tmp_path, capsys):
+    from hrrkit.cli import main
+
+    status = main(["data", "wild-v2", "--quick", "--offline", "--json", "--root", str(tmp_path)])
+    payload = json.loads(capsys.readouterr().out)
+    assert status == (1 if payload["bias_failures"] else 0) == 0
+    assert payload["counts"] == quick_build.counts() and set(payload["bias"]) == {"train", "val", "test", "all"}
