@@ -40,11 +40,25 @@ def tests_here(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole test suite on CPU: fused kernels under TRITON_INTERPRET=1, hypothesis profile `ci`."""
     _install(session, "dev,demo")
-    session.run(
-        "python", "-m", "pytest", "-n", "2" if os.cpu_count() and os.cpu_count() > 1 else "0",
-        "--durations=15", *session.posargs,
-        env={"TRITON_INTERPRET": "1", "HYPOTHESIS_PROFILE": "ci"},
-    )
+    try:
+        session.run(
+            "python", "-m", "pytest", "-n", "2" if os.cpu_count() and os.cpu_count() > 1 else "0",
+            "--durations=15", *session.posargs,
+            env={"TRITON_INTERPRET": "1", "HYPOTHESIS_PROFILE": "ci"},
+        )
+    finally:
+        if _browser_missing():  # said last, where it is read: the suite did not run the app in a browser
+            session.warn(f"SKIPPED the app's browser test (tests/app/test_app_browser.py): {_browser_missing()}; "
+                         "install them as .ci/run does (sudo apt-get install -y chromium chromium-driver) to run it")
+
+
+def _browser_missing() -> str:
+    """What the app's browser test lacks (the same check as its skip), or "" when it can run."""
+    import shutil
+
+    missing = [name for name in ("chromium", "chromedriver")
+               if not (shutil.which(name) or os.path.exists(f"/usr/bin/{name}"))]
+    return f"{' and '.join(missing)} not found" if missing else ""
 
 
 @nox.session
