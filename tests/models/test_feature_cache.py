@@ -113,7 +113,7 @@ def test_frozen_output_is_a_leaf_so_evidence_maps_work(cache):
         assert not backbone(x).requires_grad
     torch.manual_seed(0)
     config = preset_config("univfd").replace(**{
-        "input.crop_size": 32,
+        "input.crop_size": 32, "backbone.name": "efficientnet_lite0",
         "backbone.options": {"pretrained": True, "out_index": 5, "frozen": True, "feature_cache": cache}})
     detector = HRRDetector(config).eval()
     with torch.no_grad():

@@ -70,14 +70,14 @@ def test_baseline_trains_and_evaluates(tmp_path, data_root, preset, capsys):
         # the synthetic fakes carry a pixel-period checkerboard: exactly what NPR's relation exposes
         assert report["overall"]["ap"] > 0.9, report["overall"]
     if preset == "univfd":
-        # a linear probe: the frozen backbone's weights and BatchNorm statistics are still ImageNet's
-        from hrrkit.models.efficientnet import load_lite0_state_dict
+        # a linear probe: the frozen DINOv2 weights are still the converted pretrained ones
+        from hrrkit.models.dinov2 import load_dinov2_state_dict
 
         detector = load_detector(run_dir / "best")
         body = detector.msr.backbone.body
-        imagenet = load_lite0_state_dict()
-        for key in ("stem.conv.weight", "stem.bn.running_mean", "head.bn.running_var", "stages.6.0.project.conv.weight"):
-            torch.testing.assert_close(body.state_dict()[key], imagenet[key], rtol=0, atol=0)
+        pretrained = load_dinov2_state_dict()
+        for key in ("patch_embed.proj.weight", "pos_embed", "blocks.11.mlp.fc2.weight", "norm.weight"):
+            torch.testing.assert_close(body.state_dict()[key], pretrained[key], rtol=0, atol=0)
 
 
 def test_train_help_lists_the_presets(capsys):
