@@ -9,7 +9,9 @@ on, its validation (and test) metrics, its decision threshold, its retrospector 
     det.save_pretrained("exported/hrr")                       # weights + config.json + README.md
     det.push_to_hub("me/hrr-genimage")                         # the same three files, uploaded
 
-A name that is an existing folder is loaded from disk and nothing touches the network. Any other name
+A name that is an existing folder is loaded from disk and nothing touches the network. ``hrrkit:<name>``
+names a detector that ships inside the hrrkit package (:data:`SHIPPED_DIR`; ``hrrkit:default`` is the
+detector ``hrrkit detect`` uses when no ``--model`` is given): always offline. Any other name
 is a hub repo id resolved by :func:`huggingface_hub.snapshot_download` (only the three files above),
 which keeps its cache under ``HF_HUB_CACHE`` / ``HF_HOME`` and serves it without the network when
 ``HF_HUB_OFFLINE=1`` (read when the call is made) or ``local_files_only=True``.
@@ -42,6 +44,13 @@ DEFAULT_LICENSE = "apache-2.0"
 _TRUE = {"1", "on", "yes", "true"}
 
 
+#: Detectors shipped inside the package, one folder each (``hrrkit:<folder name>``).
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+SHIPPED_PREFIX = "hrrkit:"
+#: The detector used when none is named (``hrrkit detect``, ``hrrkit app``).
+DEFAULT_DETECTOR = "hrrkit:default"
+
+
 class HubError(CheckpointError):
     """A hub name could not be resolved (not cached while offline, no such repo, bad repo id) or a
     folder cannot be published; the message says which and what to do."""
@@ -51,6 +60,22 @@ def _external_weights(path: str | None) -> bool:
     """A retrospector ``path`` whose weights are neither in the hub folder nor shipped with hrrkit
     (``hrrkit:<name>`` names weights inside the hrrkit package, which every install has)."""
     return bool(path) and not str(path).startswith("hrrkit:")
+
+
+def shipped_detectors() -> list[str]:
+    """The ``hrrkit:<name>`` detectors this install ships (folders with a config and weights)."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(SHIPPED_PREFIX + p.name for p in SHIPPED_DIR.iterdir()
+                  if (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
+
+
+def shipped_folder(name: str) -> Path:
+    """The folder of the shipped detector ``hrrkit:<name>``; :class:`HubError` listing the shipped ones."""
+    folder = SHIPPED_DIR / name.removeprefix(SHIPPED_PREFIX)
+    if name.removeprefix(SHIPPED_PREFIX) and (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+        return folder
+    raise HubError(f"{name}: no such shipped detector; this hrrkit ships {shipped_detectors() or 'none'}")
 
 
 def _offline() -> bool:
@@ -70,10 +95,12 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
                        token: str | bool | None = None) -> Path:
     """The local folder of ``name_or_path``: the folder itself, or the hub repo's cached snapshot
     (downloaded first unless offline). Raises :class:`HubError` naming the repo and the remedy."""
+    name = str(name_or_path)
+    if name.startswith(SHIPPED_PREFIX):
+        return shipped_folder(name)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    name = str(name_or_path)
     if _looks_like_a_path(name):
         raise HubError(f"{name}: no such detector folder (a folder with {CONFIG_FILE} and {WEIGHTS_FILE}, "
                        "or a hub repo id 'owner/name')")
