@@ -1,76 +1,130 @@
-"""Peak resident memory of ``hrrkit detect`` on CPU (issue 17): mixed photo sizes up to 4k, a detector
-that reads whole images (``input.eval_policy: native``, the demo's setting) and one that reads the
-default centre crop. Each configuration runs in a fresh process and reports ``ru_maxrss``.
+"""Peak resident memory and speed of ``hrrkit detect`` on CPU, per stage, for every shipped detector.
 
-    python benchmarks/detect_memory.py [--out benchmarks/results/detect_memory.json] [--threads 2]
+For every registered preset (``hrrkit.models.presets.list_presets()``), as its config defines it and as
+``hrrkit demo`` trains it (whole images, ``input.eval_policy: native``; HRR on the frozen ImageNet
+backbone), an untrained detector folder is written and ``hrrkit detect FOLDER --model DIR
+--profile-json`` runs on it in a fresh process at the command's default settings, on two folders:
 
-The images are synthetic (smooth noise) and the detectors untrained (blur retrospector): memory depends
-on sizes and the architecture, not on the weights. Run on an otherwise idle machine for stable numbers.
+* ``photos``: 13 JPEGs of mixed sizes up to 5000 px (4000x3000, 3024x4032, 3840x2160, ..., 5000x300,
+  1x1);
+* ``small``: ``--small-count`` JPEGs of 256x256 px.
+
+Each run reports the process's peak RSS (``ru_maxrss``) and, per stage (decode, rescale,
+retrospection, backbone, head, evidence), seconds, images/s and the peak RSS reached while that stage
+ran (:mod:`hrrkit.utils.profile`).
+
+    python benchmarks/detect_memory.py [--out benchmarks/results/detect-memory-cpu/detect_memory.json]
+        [--threads 2] [--presets hrr,dire] [--variants preset,demo] [--sets photos,small] [--maps]
+
+The images are synthetic (smooth noise) and the detectors untrained: memory and speed depend on sizes
+and the architecture, not on the weights (the shipped diffusion retrospector and the ImageNet backbone
+are the real ones). Run on an otherwise idle machine for stable numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SIZES = [(4000, 3000), (3024, 4032), (3840, 2160), (1920, 1080), (1200, 1600), (1024, 1024), (800, 600),
          (640, 480), (512, 512), (5000, 300), (300, 5000), (256, 256), (1, 1)]  # (width, height)
 
-CHILD = r"""
-import json, resource, sys, torch
-torch.set_num_threads(int(sys.argv[4]))
-from hrrkit.eval.predict import detect_files
+#: the bound ``hrrkit detect`` must keep at its default settings (design brief §7, issue 27)
+BOUND_MB = 1024
+
+BUILD = r"""
+import sys
+from hrrkit.demo import QUICK_SETTINGS, demo_detector_config
 from hrrkit.models import HRRDetector, preset_config
-policy, folder, batch = sys.argv[1], sys.argv[2], sys.argv[3]
-# the demo's weight-free blur retrospector: the shipped diffusion one adds its UNet's activations
-config = preset_config("hrr").replace(**{"input.eval_policy": policy, "retrospector.kind": "blur",
-                                         "retrospector.path": None})
-detector = HRRDetector(config).eval()
-kwargs = {} if batch == "default" else {"batch_size": int(batch)}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-result = detect_files(detector, [folder], **kwargs)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"policy": policy, "batch": batch, "files": len(result.rows), "peak_rss_mb": peak / 1024,
-                  "rss_before_mb": base / 1024}))
+from hrrkit.models.checkpoint import save_detector
+name, variant, folder = sys.argv[1:4]
+config = preset_config(name) if variant == "preset" else demo_detector_config(name, QUICK_SETTINGS)
+save_detector(HRRDetector(config).eval(), folder)
 """
 
 
-def write_images(folder: Path) -> None:
+def write_images(folder: Path, sizes: list[tuple[int, int]]) -> None:
     import numpy as np
     from PIL import Image
 
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for i, (w, h) in enumerate(SIZES):
+    for i, (w, h) in enumerate(sizes):
         small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
-        Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR).save(folder / f"{i:02d}_{w}x{h}.jpg", quality=90)
+        Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR).save(folder / f"{i:03d}_{w}x{h}.jpg", quality=90)
+
+
+def run_one(name: str, variant: str, images: Path, work: Path, threads: int, maps: bool) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    model = work / f"{name}-{variant}"
+    if not model.exists():
+        subprocess.run([sys.executable, "-c", BUILD, name, variant, str(model)], check=True, env=env,
+                       capture_output=True, text=True)
+    profile = work / "profile.json"
+    command = [sys.executable, "-m", "hrrkit", "detect", str(images), "--model", str(model), "--out",
+               str(work / "scores.csv"), "--profile-json", str(profile), "--no-progress"]
+    if maps:
+        command += ["--maps", str(work / "maps")]
+    started = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"{name} ({variant}) on {images.name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    result = json.loads(profile.read_text())
+    result.update(preset=name, variant=variant, images_set=images.name, wall_s=time.perf_counter() - started,
+                  within_bound=result["peak_rss_mb"] <= BOUND_MB)
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--policies", default="native,center_crop", help="comma-separated eval policies")
-    parser.add_argument("--batches", default="default,1", help="comma-separated: default and/or image counts")
+    parser.add_argument("--presets", help="comma-separated presets (default: every registered preset)")
+    parser.add_argument("--variants", default="preset,demo", help="preset (its config) and/or demo (as the demo "
+                        "trains it)")
+    parser.add_argument("--sets", default="photos,small", help="photos (13 sizes up to 5000 px) and/or small")
+    parser.add_argument("--small-count", type=int, default=64, help="256-px images in the small set")
+    parser.add_argument("--maps", action="store_true", help="also write evidence maps (--maps)")
     args = parser.parse_args()
+
+    from hrrkit.models.presets import list_presets
+
+    presets = args.presets.split(",") if args.presets else list(list_presets())
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        write_images(folder)
-        for policy in args.policies.split(","):
-            for batch in args.batches.split(","):
-                res = subprocess.run([sys.executable, "-c", CHILD, policy, str(folder), batch, str(args.threads)],
-                                     capture_output=True, text=True, check=True)
-                row = json.loads(res.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                print(f"{policy:>12}  batch={batch:>7}  files={row['files']}  peak RSS {row['peak_rss_mb']:.0f} MB")
+    with tempfile.TemporaryDirectory(prefix="hrrkit-detect-memory-") as tmp:
+        work = Path(tmp)
+        folders = {"photos": work / "photos", "small": work / "small"}
+        write_images(folders["photos"], SIZES)
+        write_images(folders["small"], [(256, 256)] * args.small_count)
+        for name in presets:
+            for variant in args.variants.split(","):
+                for set_name in args.sets.split(","):
+                    row = run_one(name, variant, folders[set_name], work, args.threads, args.maps)
+                    rows.append(row)
+                    stages = {s["stage"]: s for s in row["stages"]}
+                    worst = max(row["stages"], key=lambda s: s["peak_rss_mb"] or 0)
+                    per_stage = "  ".join(f"{s}={stages[s]['images_per_s']:.1f}/s" for s in
+                                          ("retrospection", "backbone") if s in stages)
+                    print(f"{name:>21} {variant:>6} {set_name:>6}: {row['images']:>3} images, peak RSS "
+                          f"{row['peak_rss_mb']:6.0f} MB (highest in {worst['stage']}), {row['images_per_s']:.2f} "
+                          f"images/s {per_stage} {'ok' if row['within_bound'] else 'OVER ' + str(BOUND_MB)}",
+                          flush=True)
     if args.out:
+        import torch
+
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"sizes_wh": SIZES, "rows": rows}, indent=2) + "\n")
-    return 0
+        payload = {"bound_mb": BOUND_MB, "photo_sizes_wh": SIZES, "small_count": args.small_count,
+                   "threads": args.threads, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+                   "cpus": os.cpu_count(), "torch": torch.__version__, "rows": rows}
+        Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0 if all(r["within_bound"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -12,6 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from hrrkit.models.checkpoint import CheckpointError
     from hrrkit.models.detector import load_detector
     from hrrkit.utils.device import resolve_device
+    from hrrkit.utils.profile import StageProfile
 
     device = resolve_device(args.device, where="hrrkit detect")
     try:
@@ -19,9 +21,11 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"hrrkit detect: {exc}", file=sys.stderr)
         return 2
-    result = detect_files(detector, args.paths, threshold=args.threshold, batch_size=args.batch_size,
-                          pixel_budget=args.pixel_budget, maps_dir=args.maps, strict=args.strict,
-                          progress=not args.no_progress)
+    profiling = args.profile or args.profile_json
+    with StageProfile() if profiling else contextlib.nullcontext() as profile:
+        result = detect_files(detector, args.paths, threshold=args.threshold, batch_size=args.batch_size,
+                              pixel_budget=args.pixel_budget, maps_dir=args.maps, strict=args.strict,
+                              progress=not args.no_progress)
     for _, why in result.missing:
         print(f"hrrkit detect: {why}", file=sys.stderr)
     if not result.rows:
@@ -52,7 +56,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"  skipped {f['path']}: {f['error']}", file=sys.stderr)
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more (see the output file)", file=sys.stderr)
+    if profiling:
+        _report_profile(profile, args, detector)
     return 3 if (failures or result.missing) else 0
+
+
+def _report_profile(profile, args: argparse.Namespace, detector) -> None:
+    """The per-stage table on stderr; with ``--profile-json``, the same as JSON with the settings."""
+    from hrrkit.utils.atomic import atomic_write_json
+
+    print(f"profile (batch size {args.batch_size}, pixel budget {args.pixel_budget}; images/s = images scored / "
+          "seconds in the stage):", file=sys.stderr)
+    print(profile.table(), file=sys.stderr)
+    if args.profile_json:
+        payload = {"detector": detector.config.name, "model": str(args.model), "batch_size": args.batch_size,
+                   "pixel_budget": args.pixel_budget, "maps": args.maps is not None, **profile.as_dict()}
+        atomic_write_json(args.profile_json, payload)
+        print(f"wrote the profile to {args.profile_json}", file=sys.stderr)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,4 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--profile", action="store_true", help="print seconds, images/s and peak resident memory per "
+                   "stage (decode, rescale, retrospection, backbone, head, evidence) on stderr")
+    p.add_argument("--profile-json", metavar="FILE", help="also write that profile as JSON to FILE (implies --profile)")
     p.set_defaults(func=run)

@@ -198,6 +198,9 @@ def detect_files(
 
     from hrrkit.data.io import ImageLoadError, load_image
     from hrrkit.eval.evidence import MAPS_CAPTION, MAPS_UNIT, save_evidence
+    from hrrkit.utils.profile import active_profile, stage
+
+    profile = active_profile()  # a StageProfile around this call divides its stage times by these images
 
     if batch_size < 1 or pixel_budget < 1:
         raise ValueError(f"detect_files: batch_size and pixel_budget must be >= 1, got {batch_size}, {pixel_budget}")
@@ -231,14 +234,18 @@ def detect_files(
                    "scale_scores": pred["scale_scores"], "note": "; ".join(pred["notes"]), "error": None}
             if maps_dir is not None:
                 pred["maps_unit"], pred["maps_caption"] = MAPS_UNIT, MAPS_CAPTION
-                row["maps"] = save_evidence(pred, maps_dir, map_stem(path), title=path.name)
+                with stage("evidence"):
+                    row["maps"] = save_evidence(pred, maps_dir, map_stem(path), title=path.name)
             rows[str(path)] = row
+        if profile is not None:
+            profile.count_images(len(pending))
         pending.clear()
         pending_pixels = 0
 
     for path in tqdm(files, desc="detect", unit="image", disable=not progress):
         try:
-            img = load_image(path, max_pixels=detector.config.input.max_pixels)
+            with stage("decode"):
+                img = load_image(path, max_pixels=detector.config.input.max_pixels)
         except ImageLoadError as exc:
             rows[str(path)] = {"path": str(path), "score": None, "label": None, "threshold": shown_threshold,
                                "scale_scores": None, "note": "", "error": f"{type(exc).__name__}: {exc.reason}"}

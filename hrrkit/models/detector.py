@@ -78,8 +78,9 @@ class HRRDetector(HubMixin, nn.Module):
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> DetectorOutput:
         msr = self.msr(images)
-        logits = self.head(msr.fused)
-        scale_logits = self.head(msr.stacked()) if len(msr.descriptors) > 1 else logits[None]
+        with stage("head"):
+            logits = self.head(msr.fused)
+            scale_logits = self.head(msr.stacked()) if len(msr.descriptors) > 1 else logits[None]
         return DetectorOutput(logits=logits, scale_logits=scale_logits, msr=msr)
 
     def compute_loss(self, output: DetectorOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -152,20 +153,28 @@ class HRRDetector(HubMixin, nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        pil = [self._as_pil(img) for img in images]
-        views = [self.preprocess(img) for img in pil]
+        with stage("decode"):
+            pil = [self._as_pil(img) for img in images]
+            views = [self.preprocess(img) for img in pil]
         owners = torch.cat([torch.full((v.shape[0],), i) for i, v in enumerate(views)])
+        sizes = [img.size for img in pil]
+        if not with_maps:
+            pil = []  # only the evidence maps draw on the decoded images
         # a list, not torch.cat: MSR groups the views by size itself, and a concatenated copy of large
         # photos would double the input's memory
         batch = [t.to(device) for v in views for t in v]
         del views
         try:
+            with stage("rescale"):
+                scaled = self.msr.rescale(batch)
+            del batch  # the full-size images: only their scaled views are needed from here on
             if with_maps:
                 with torch.enable_grad():
-                    out = self(batch)
+                    out = self(scaled)
                     feats = [f for group in out.msr.features for f in group]
-                    flat = torch.autograd.grad(out.logits.sum(), feats, allow_unused=True) if any(
-                        f.requires_grad for f in feats) else [None] * len(feats)
+                    with stage("evidence"):
+                        flat = torch.autograd.grad(out.logits.sum(), feats, allow_unused=True) if any(
+                            f.requires_grad for f in feats) else [None] * len(feats)
                 grads, k = [], 0
                 for group in out.msr.features:
                     grads.append(list(flat[k : k + len(group)]))
@@ -173,20 +182,21 @@ class HRRDetector(HubMixin, nn.Module):
             else:
                 self.msr.keep_intermediates = False  # nothing reads them: free each scale's as it is done
                 with torch.no_grad():
-                    out = self(batch)
+                    out = self(scaled)
         finally:
             self.msr.keep_intermediates = True
             self.train(was_training)
         n = len(images)
         scores = image_probabilities(out.logits, owners, n).cpu().tolist()
         scale_scores = [image_probabilities(sl, owners, n).cpu().tolist() for sl in out.scale_logits]
-        notes = self._scale_notes(out.msr, owners, [img.size for img in pil])
+        notes = self._scale_notes(out.msr, owners, sizes)
         if with_maps:
             from hrrkit.models.evidence import contribution_maps, view_layout
 
             inp = self.config.input
-            layouts = [view_layout(img, inp.eval_policy, inp.crop_size, inp.max_tiles) for img in pil]
-            maps = contribution_maps(out.msr, grads, owners, layouts)
+            with stage("evidence"):
+                layouts = [view_layout(img, inp.eval_policy, inp.crop_size, inp.max_tiles) for img in pil]
+                maps = contribution_maps(out.msr, grads, owners, layouts)
         results = []
         for i in range(n):
             r = {

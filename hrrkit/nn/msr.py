@@ -29,7 +29,8 @@ from torch import nn
 
 from hrrkit.ops.line_enhance import kernel_radius, line_enhance
 from hrrkit.ops.moments import check_levels, multilevel_moments, num_cells, residual_multilevel_moments
-from hrrkit.utils.tiling import map_row_strips, tile_starts
+from hrrkit.utils.profile import stage as profile_stage
+from hrrkit.utils.tiling import DEFAULT_CALL_PIXELS, map_row_strips, tile_starts
 
 ImageBatch = torch.Tensor | Sequence[torch.Tensor]
 
@@ -328,14 +329,20 @@ class LineEnhancement(nn.Module):
             eps=self.eps,
         )
 
-    #: planes larger than this (pixels per channel) are enhanced in horizontal strips (see forward)
+    #: batches of more pixels than this (images x height x width) are enhanced a few images at a time,
+    #: and larger images in horizontal strips (see forward)
     strip_pixels: int = 1 << 19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Large images in strips of rows with a halo of r₁ + r₂ rows (the reach of the unsharp mask plus
         # the edge operator): the same result, but the reference op's temporaries (≈ 20× the plane)
-        # are bounded by the strip — a 2048×1536 RGB view needs tens of MB instead of ~800 MB.
+        # are bounded by the strip — a 2048×1536 RGB view needs tens of MB instead of ~800 MB. Many
+        # small images likewise go a few at a time (16 views of 512 px would need ~1 GB at once).
         halo = kernel_radius(self.sigma_sharpen, self.truncate) + kernel_radius(self.sigma_edge, self.truncate)
+        per_call = max(1, self.strip_pixels // max(1, x.shape[-2] * x.shape[-1]))
+        if x.dim() == 4 and x.shape[0] > per_call:
+            return torch.cat([map_row_strips(self._enhance, part, halo, self.strip_pixels)
+                              for part in x.split(per_call)])
         return map_row_strips(self._enhance, x, halo, self.strip_pixels)
 
     def _enhance(self, x: torch.Tensor) -> torch.Tensor:
@@ -677,6 +684,11 @@ class MultiScaleStyleRetrospection(nn.Module):
     #: intermediates are freed scale by scale (what ``HRRDetector.predict`` does without maps)
     keep_intermediates: bool = True
 
+    #: in eval mode, the backbone takes at most this many pixels per call (views x height x width):
+    #: a larger group of views goes in several calls (the same features; BatchNorm uses its running
+    #: statistics in eval mode), a single larger view alone; ``None``: the whole group at once
+    backbone_call_pixels: int | None = DEFAULT_CALL_PIXELS
+
     @property
     def scales(self) -> tuple[float, ...]:
         return self.rescale.scales
@@ -689,8 +701,10 @@ class MultiScaleStyleRetrospection(nn.Module):
         return torch.full((n,), 1.0 / n, device=device)
 
     def _view_descriptor(self, views: torch.Tensor):
-        enhanced = self.line_enhancement(views) if self.line_enhancement is not None else views
-        recon = self.retrospector(enhanced) if self.retrospector is not None else None
+        with profile_stage("rescale"):
+            enhanced = self.line_enhancement(views) if self.line_enhancement is not None else views
+        with profile_stage("retrospection"):
+            recon = self.retrospector(enhanced) if self.retrospector is not None else None
         if recon is not None and recon.shape != enhanced.shape:
             raise ValueError(
                 f"MultiScaleStyleRetrospection: the retrospector returned {tuple(recon.shape)} for "
@@ -701,12 +715,16 @@ class MultiScaleStyleRetrospection(nn.Module):
     def _describe(self, enhanced: torch.Tensor, recon: torch.Tensor | None):
         """Residual → backbone → statistics of views x̃ and their reconstructions x̂ (the part of MSR
         after the retrospector; the cached path of :mod:`hrrkit.retrospect.views` starts here)."""
+        with profile_stage("backbone"):
+            return self._describe_views(enhanced, recon)
+
+    def _describe_views(self, enhanced: torch.Tensor, recon: torch.Tensor | None):
         if self.backbone_input == "image":
             inp = enhanced
         else:
             residual = (enhanced - recon).abs()
             inp = residual if self.backbone_input == "residual" else torch.cat([enhanced, residual], dim=1)
-        feats = self.backbone(inp)
+        feats = self._backbone_in_calls(inp)
         if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
             raise ValueError("MultiScaleStyleRetrospection: the backbone must return (N, C, H, W) feature maps")
         if self.style_statistics is not None:
@@ -721,20 +739,33 @@ class MultiScaleStyleRetrospection(nn.Module):
             desc = torch.cat([desc, pix.to(desc.dtype)], dim=1)
         return inp, feats, stats, desc
 
+    def _backbone_in_calls(self, inp: torch.Tensor):
+        budget = self.backbone_call_pixels
+        per_call = inp.shape[0] if budget is None else max(1, budget // max(1, inp.shape[-2] * inp.shape[-1]))
+        if self.training or inp.shape[0] <= per_call:
+            return self.backbone(inp)
+        parts = [self.backbone(part) for part in inp.split(per_call)]
+        if not all(isinstance(p, torch.Tensor) for p in parts):
+            return parts[0]  # not a tensor: let the shape check below report it
+        return torch.cat(parts)
+
     def forward(self, images: ImageBatch) -> MSROutput:
         """Args: images (B, C, H, W) or a list of B (C, H, W) tensors of any sizes, or a
         :class:`~hrrkit.retrospect.views.RetrospectedViews` of cached (x̃_s, x̂_s) pairs (rescale,
-        line enhancement and retrospection already done: they are skipped).
+        line enhancement and retrospection already done: they are skipped), or the
+        :class:`ScaledViews` of ``self.rescale(images)`` (so a caller can free the full-size images
+        before the rest runs).
 
         Returns: :class:`MSROutput`."""
         cached = hasattr(images, "reconstruction") and hasattr(images, "enhanced")  # RetrospectedViews
-        if cached:
+        if cached or isinstance(images, ScaledViews):
             if tuple(images.scales) != tuple(self.scales):
-                raise ValueError(f"MultiScaleStyleRetrospection: cached views have scales {images.scales}, "
+                raise ValueError(f"MultiScaleStyleRetrospection: given views have scales {images.scales}, "
                                  f"this module {self.scales}")
             views = images
         else:
-            views = self.rescale(images)
+            with profile_stage("rescale"):
+                views = self.rescale(images)
         num_images = views.num_images
         descriptors, features, inputs, styles = [], [], [], []
         for s in range(len(views.scales)):

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hrrkit.retrospect.padding import crop_to, make_tile_grid, map_tiled, pad_to_multiple
+from hrrkit.retrospect.padding import TileGrid, crop_to, make_tile_grid, map_tiled, pad_to_multiple
+from hrrkit.utils.tiling import DEFAULT_CALL_PIXELS
 
 # Bump when a change to the algorithms changes reconstructions for the same settings and weights;
 # it is part of every config hash, so old cache entries are not reused silently.
@@ -164,6 +165,13 @@ class Retrospector(abc.ABC):
             tiles of this size; ``None`` processes every image whole.
         tile_overlap: overlap between tiles (px); seams are cross-faded over it.
         micro_batch: at most this many images/tiles per network call (``None``: all at once).
+        call_pixels: at most this many (padded) pixels per network call, so that memory stays
+            bounded whatever the batch and the image size: images (or tiles) go to the network in
+            groups under it, and an image above it is cut into overlapping square tiles of the largest
+            side (a multiple of :attr:`size_multiple`) whose area fits it, cross-faded over
+            ``tile_overlap`` like ``tile_size`` tiles. ``tile_size``, when given, decides the tiles.
+            Default :data:`~hrrkit.utils.tiling.DEFAULT_CALL_PIXELS` (512 x 512: an image up to that
+            size is reconstructed whole, as without the bound); ``None``: no bound.
         channels_last: convert the networks to channels-last memory format (faster on GPU).
         compile: wrap the networks with ``torch.compile`` (first call compiles, ~30 s+).
         clamp: clamp the reconstruction to [-1, 1], as an image would be (default). The latent
@@ -179,6 +187,7 @@ class Retrospector(abc.ABC):
         tile_size: int | None = None,
         tile_overlap: int = 32,
         micro_batch: int | None = None,
+        call_pixels: int | None = DEFAULT_CALL_PIXELS,
         channels_last: bool = False,
         compile: bool = False,
         clamp: bool = True,
@@ -191,6 +200,9 @@ class Retrospector(abc.ABC):
             raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
         if micro_batch is not None and micro_batch < 1:
             raise ValueError(f"micro_batch must be positive or None, got {micro_batch}")
+        if call_pixels is not None and call_pixels < 1:
+            raise ValueError(f"call_pixels must be positive or None, got {call_pixels}")
+        self.call_pixels = call_pixels
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.micro_batch = micro_batch
@@ -271,7 +283,9 @@ class Retrospector(abc.ABC):
             "settings": self.settings(),
             "dtype": dtype_name(self.dtype),
             "tile_size": self.tile_size,
-            "tile_overlap": self.tile_overlap if self.tile_size is not None else None,
+            "tile_overlap": self.tile_overlap if self.tile_size is not None or self.call_pixels is not None else None,
+            # only where it cuts images into tiles; grouping images into calls changes nothing
+            **({"call_pixels": self.call_pixels} if self.call_pixels is not None and self.tile_size is None else {}),
             "clamp": self.clamp,
             "weights": self.weights_fingerprint(),
         }
@@ -293,12 +307,25 @@ class Retrospector(abc.ABC):
         per_tile = self._cost_per_tile()
         tiles = 1
         if image_size is not None:
-            h, w = image_size
-            from hrrkit.retrospect.padding import padded_size
-
-            ph, pw = padded_size(h, w, self.size_multiple)
-            tiles = make_tile_grid(ph, pw, self.tile_size, self.tile_overlap, self.size_multiple).count
+            tiles = self.plan(image_size)[0].count
         return RetrospectionCost(per_tile.unet_evals, per_tile.vae_encodes, per_tile.vae_decodes, tiles)
+
+    def plan(self, image_size: tuple[int, int]) -> tuple[TileGrid, int | None]:
+        """How an ``(H, W)`` image is processed: its tile grid (over the padded image) and the most
+        tiles or images per network call (``None``: all at once), from ``tile_size``,
+        ``micro_batch`` and ``call_pixels``."""
+        from hrrkit.retrospect.padding import padded_size
+
+        ph, pw = padded_size(*image_size, self.size_multiple)
+        tile = self.tile_size
+        if tile is None and self.call_pixels is not None and ph * pw > self.call_pixels:
+            tile = max(self.size_multiple, int(math.isqrt(self.call_pixels)) // self.size_multiple * self.size_multiple)
+        grid = make_tile_grid(ph, pw, tile, self.tile_overlap, self.size_multiple)
+        chunk = self.micro_batch
+        if self.call_pixels is not None:
+            fits = max(1, self.call_pixels // (grid.tile_h * grid.tile_w))
+            chunk = fits if chunk is None else min(chunk, fits)
+        return grid, chunk
 
     # ----------------------------------------------------------------------------------------
     def _validate(self, images: Tensor) -> None:
@@ -334,18 +361,16 @@ class Retrospector(abc.ABC):
         with torch.no_grad():
             x = images.detach().to(device=device, dtype=torch.float32)
             padded, info = pad_to_multiple(x, self.size_multiple)
-            grid = make_tile_grid(
-                info.padded_height, info.padded_width, self.tile_size, self.tile_overlap, self.size_multiple
-            )
+            grid, chunk = self.plan(tuple(x.shape[-2:]))
             self._nfe_counter = 0
             out = map_tiled(
                 self._reconstruct_tiles,
                 padded,
                 grid,
-                self.micro_batch,
+                chunk,
                 {"reconstruction": 1, "latent_error": self.latent_factor},
             )
-            nfe = nfe_per_image(self._nfe_counter, padded.shape[0], grid.count, self.micro_batch)
+            nfe = nfe_per_image(self._nfe_counter, padded.shape[0], grid.count, chunk)
             recon = crop_to(out["reconstruction"], info)  # type: ignore[arg-type]
             if self.clamp:
                 recon = recon.clamp(-1.0, 1.0)

@@ -94,7 +94,7 @@ def benchmark(
             images = (torch.rand(batch, 3, h, w, generator=gen) * 2 - 1).to(device)
             calls, reported = count_unet_calls(retro, images)  # also the warm-up
             cost = retro.cost((h, w))
-            measured_nfe = nfe_per_image(calls, batch, cost.tiles, retro.micro_batch)
+            measured_nfe = nfe_per_image(calls, batch, cost.tiles, retro.plan((h, w))[1])
             if measured_nfe != cost.nfe or reported != cost.nfe:
                 raise AssertionError(
                     f"{name}: NFE mismatch at {h}x{w}: hook counted {measured_nfe}, reported {reported}, "

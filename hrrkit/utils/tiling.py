@@ -1,6 +1,13 @@
-"""Tile geometry shared by the data pipeline and the layers: where the tiles covering a length start."""
+"""Tile geometry shared by the data pipeline and the layers: where the tiles covering a length start,
+and how much of an image one network call may take."""
 
 from __future__ import annotations
+
+#: Most pixels one network call of the retrospector or the backbone takes during inference (512 x 512).
+#: Larger batches go in groups under it and a larger image is tiled (the retrospector) or taken alone
+#: (the backbone), which keeps the activations of one call near 150 MB for the shipped retrospector
+#: (about 500 bytes per pixel on CPU, measured with benchmarks/detect_memory.py).
+DEFAULT_CALL_PIXELS = 1 << 18
 
 
 def tile_starts(length: int, tile: int) -> list[int]:

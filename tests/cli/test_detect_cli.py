@@ -127,3 +127,25 @@ def test_detect_help_explains_batching_and_every_column(capsys):
     for column in ("score", "label", "scale_scores", "note", "error"):
         assert f" {column} " in text
     assert "not their mean" in text and "unsure" in text
+
+
+def test_detect_profile_prints_and_writes_the_time_and_memory_of_every_stage(tmp_path, trained, capsys):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i, size in enumerate([(20, 23), (40, 31), (20, 23)]):
+        Image.fromarray(np.full((*size, 3), 60 + 40 * i, np.uint8)).save(folder / f"{i}.png")
+    profile = tmp_path / "profile.json"
+    assert main(["detect", str(folder), "--model", str(trained["model"]), "--out", str(tmp_path / "s.csv"),
+                 "--profile-json", str(profile), "--maps", str(tmp_path / "maps"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    payload = json.loads(profile.read_text())
+    stages = {s["stage"]: s for s in payload["stages"]}
+    assert {"decode", "rescale", "backbone", "head", "evidence"} <= set(stages)
+    assert payload["images"] == 3 and payload["maps"] and payload["batch_size"] == 16
+    for row in stages.values():
+        assert row["calls"] >= 1 and row["seconds"] >= 0
+        assert row["images_per_s"] is None or row["images_per_s"] == pytest.approx(3 / row["seconds"])
+        if payload["memory_per_stage"]:
+            assert 0 < row["peak_rss_mb"] <= payload["peak_rss_mb"] and row["growth_mb"] >= 0
+    table = err[err.index("profile (batch size 16"):]
+    assert all(f"\n{name} " in table for name in stages) and "(3 images)" in table

@@ -309,3 +309,31 @@ def test_msr_fused_path_matches_reference_path(device):
         results[impl] = (out.fused.detach(), xi.grad)
     assert_close(results["triton"][0], results["reference"][0], tol=tolerance_for(torch.float32, 10.0), name="fused")
     assert_close(results["triton"][1], results["reference"][1], tol=tolerance_for(torch.float32, 10.0), name="grad")
+
+
+def test_eval_batches_go_to_the_backbone_and_line_enhancement_under_the_pixel_bound():
+    """Memory of one call is bounded by pixels, not by the batch: the same descriptors either way."""
+    torch.manual_seed(0)
+    calls = []
+    backbone = tiny_backbone()
+    backbone.register_forward_pre_hook(lambda module, args: calls.append(tuple(args[0].shape)))
+    msr = MultiScaleStyleRetrospection(backbone, BlurRetrospector(), rescale=NoisyRescale((0.5, 1.0)),
+                                       style_statistics=StyleStatistics(levels=(1, 2))).eval()
+    images = [torch.rand(3, 24, 20) * 2 - 1 for _ in range(5)] + [torch.rand(3, 40, 36) * 2 - 1]
+    with torch.no_grad():
+        whole = msr(images)
+        msr.backbone_call_pixels = 1000
+        msr.line_enhancement.strip_pixels = 1000
+        calls.clear()
+        bounded = msr(images)
+        # the same views, rescaled first (what HRRDetector.predict does to free the full-size images)
+        again = msr(msr.rescale(images))
+    assert calls and all(n * h * w <= 1000 or n == 1 for n, _, h, w in calls)
+    assert any(n == 1 and h * w > 1000 for n, _, h, w in calls), "a view above the bound goes alone"
+    for a, b, c in zip(whole.descriptors, bounded.descriptors, again.descriptors, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c, b, rtol=0, atol=0)
+    msr.train()  # training keeps the whole batch in one call (BatchNorm statistics are the batch's)
+    calls.clear()
+    msr(images)
+    assert max(n for n, *_ in calls) == 5

@@ -99,3 +99,42 @@ def test_tiled_equals_untiled_for_a_pointwise_model():
     whole = PixelDDIMRetrospector(model, steps=3, clip_sample=False)(x)
     tiled = PixelDDIMRetrospector(model, steps=3, clip_sample=False, tile_size=8, tile_overlap=3)(x)
     torch.testing.assert_close(tiled, whole)
+
+
+def _calls(retro, images):
+    """Shapes of the batches the retrospector's UNet was called with, and the output."""
+    shapes = []
+    handle = retro.unet.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    try:
+        out = retro.retrospect(images)
+    finally:
+        handle.remove()
+    return shapes, out
+
+
+def test_call_pixels_bounds_every_network_call_and_tiles_only_larger_images():
+    unet = tiny_pixel_unet()
+    gen = torch.Generator().manual_seed(5)
+    batch = torch.rand(5, 3, 16, 16, generator=gen) * 2 - 1  # 256 px each, 1280 in all
+    bounded = PixelDDIMRetrospector(unet, steps=2, call_pixels=600, tile_overlap=4)
+    whole = PixelDDIMRetrospector(unet, steps=2, call_pixels=None, tile_overlap=4)
+    shapes, out = _calls(bounded, batch)
+    assert shapes and all(n * h * w <= 600 for n, _, h, w in shapes)
+    assert {h for _, _, h, _ in shapes} == {16}, "images under the bound are never tiled"
+    # grouping images into calls does not change the result (beyond float rounding)
+    torch.testing.assert_close(out.reconstruction, whole(batch), rtol=1e-5, atol=1e-5)
+    assert out.nfe == whole.retrospect(batch).nfe == bounded.cost((16, 16)).nfe
+
+    large = torch.rand(1, 3, 40, 52, generator=gen) * 2 - 1  # 2080 px > 600: tiles of 24 x 24 (576 px)
+    shapes, out = _calls(bounded, large)
+    assert all(n * h * w <= 600 for n, _, h, w in shapes) and {(h, w) for _, _, h, w in shapes} == {(24, 24)}
+    grid, chunk = bounded.plan((40, 52))
+    assert (grid.tile_h, grid.tile_w, grid.count, chunk) == (24, 24, 6, 1)
+    assert out.nfe == bounded.cost((40, 52)).nfe == whole.cost().nfe * grid.count
+    assert out.reconstruction.shape == large.shape and torch.isfinite(out.reconstruction).all()
+    # the bound is part of the retrospector's identity (it decides the tiles), unless tile_size does
+    assert bounded.config_hash() != whole.config_hash()
+    tiled = PixelDDIMRetrospector(unet, steps=2, tile_size=24, tile_overlap=4, call_pixels=600)
+    assert "call_pixels" not in tiled.config_dict() and tiled.plan((40, 52))[0] == grid
+    with pytest.raises(ValueError, match="call_pixels"):
+        PixelDDIMRetrospector(unet, steps=2, call_pixels=0)
