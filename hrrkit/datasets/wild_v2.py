@@ -89,7 +89,7 @@ __all__ = [
 ]
 
 #: Bump when anything that changes the bytes of a build changes (part of the cache key).
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -132,7 +132,7 @@ TRAIN_PACKAGES: frozenset[str] = frozenset({
 
 #: Clusters of the generated pool left out after a look at every still and the first frame of every clip that
 #: :func:`select` keeps (full pools, default settings, 330 clusters): the pool marks them as outputs, but they
-#: show the inputs too (collages, insets, before/after pairs), carry a badge or are no picture at all.
+#: show the inputs too (collages, insets, before/after pairs), carry a badge or bars, or are no picture at all.
 #: ``{cluster: "family: template-idx: why"}``.
 REVIEWED_DROPS: dict[str, str] = {
     "5aa78d58915e": "api-bria: utility_bria_remove_image_background-1: background removal: a cut-out of the input on black, not generated pixels",
@@ -167,6 +167,7 @@ REVIEWED_DROPS: dict[str, str] = {
     "c2e9e8489a06": "video-ltx: template_ltx2_3_ic_lora_ingredients-1: input insets above the clip",
     "9f7348a8bb65": "video-ltx: video_ltx2_5_flf2v-1: 2x2 grid of clips",
     "f738d7637f0a": "video-minimax: video_minimax_h3_multiframe_reference-1: input insets above the clip",
+    "c624c5a5b78c": "video-seedance: template_eric_exploded_view-1: letterbox bars above and below the clip",
     "1336f8df86bd": "video-seedance: template_seedance2_0_viral_videos_character_swap-1: comic storyboard panels under the clip",
     "883883ba1ac1": "video-seedance: templates-textured_logo_elements-1: 'input + input' equation layout",
     "a6f3e71ffbef": "video-seedance: templates-textured_logotype-v2.1-1: 'input + input' equation layout",
