@@ -1,4 +1,5 @@
-"""``hrrkit app --model DIR``: the local web app and its JSON API (needs the ``app`` extra)."""
+"""``hrrkit app [--model DIR|NAME]``: the local web app and its JSON API (needs the ``app`` extra); without
+``--model`` it opens with the detector shipped in the package (``hrrkit:default``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from hrrkit.app.limits import DEFAULT_MAX_FILE_MB
+    from hrrkit.models.hub import DEFAULT_DETECTOR
 
     p = subparsers.add_parser(
         "app", help="a local web page (and JSON API) to check images with a detector",
@@ -34,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--host says otherwise. Needs the app extra: pip install 'hrrkit[app]'. Exit status 2: the model is not "
         "a detector or the extra is missing.",
     )
-    p.add_argument("--model", required=True, help="detector folder (model.safetensors + config.json) or hub repo id")
+    p.add_argument("--model", default=DEFAULT_DETECTOR, help="detector folder (model.safetensors + config.json), a "
+                   "shipped detector (hrrkit:<name>) or a hub repo id (default: %(default)s, shipped, offline)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the detector runs (default: %(default)s)")

@@ -1,4 +1,7 @@
-"""``hrrkit detect PATHS... --model DIR``: score files, folders and globs; CSV or JSONL out."""
+"""``hrrkit detect PATHS... [--model DIR|NAME]``: score files, folders and globs; CSV or JSONL out.
+
+Without ``--model`` the detector shipped inside the package scores (``hrrkit:default``: offline, no
+training); ``hrrkit detect --about`` prints its model card."""
 
 from __future__ import annotations
 
@@ -11,14 +14,30 @@ import sys
 def run(args: argparse.Namespace) -> int:
     from hrrkit.eval.predict import detect_files, write_detections
     from hrrkit.models.checkpoint import CheckpointError
-    from hrrkit.models.detector import load_detector
+    from hrrkit.models.config import ConfigError
+    from hrrkit.models.detector import HRRDetector
+    from hrrkit.models.hub import MODEL_CARD_FILE, resolve_pretrained
     from hrrkit.utils.device import resolve_device
     from hrrkit.utils.profile import StageProfile
 
+    if args.about:
+        try:
+            card = resolve_pretrained(args.model, local_files_only=True) / MODEL_CARD_FILE
+        except CheckpointError as exc:
+            print(f"hrrkit detect: {exc}", file=sys.stderr)
+            return 2
+        if not card.is_file():
+            print(f"hrrkit detect: {card}: the detector has no model card", file=sys.stderr)
+            return 2
+        print(card.read_text(encoding="utf-8"))
+        return 0
+    if not args.paths:
+        print("hrrkit detect: give image files, folders or globs to score (or --about)", file=sys.stderr)
+        return 2
     device = resolve_device(args.device, where="hrrkit detect")
     try:
-        detector = load_detector(args.model, device=device)
-    except (CheckpointError, FileNotFoundError) as exc:
+        detector = HRRDetector.from_pretrained(args.model, device=device)
+    except (CheckpointError, ConfigError, FileNotFoundError) as exc:
         print(f"hrrkit detect: {exc}", file=sys.stderr)
         return 2
     profiling = args.profile or args.profile_json
@@ -77,6 +96,7 @@ def _report_profile(profile, args: argparse.Namespace, detector) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from hrrkit.eval.predict import DEFAULT_PIXEL_BUDGET, DETECTION_FIELD_DOCS
+    from hrrkit.models.hub import DEFAULT_DETECTOR
 
     columns = "\n".join(f"  {name:<13}{meaning}" for name, meaning in DETECTION_FIELD_DOCS.items())
     p = subparsers.add_parser(
@@ -87,8 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=f"output columns (CSV header / JSON keys):\n{columns}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", help="image files, folders (recursive) or glob patterns")
-    p.add_argument("--model", required=True, help="detector folder (model.safetensors + config.json)")
+    p.add_argument("paths", nargs="*", help="image files, folders (recursive) or glob patterns")
+    p.add_argument("--model", default=DEFAULT_DETECTOR,
+                   help="detector folder (model.safetensors + config.json), a shipped detector (hrrkit:<name>) or a "
+                   "hub repo id (default: %(default)s, shipped in the package, offline)")
+    p.add_argument("--about", action="store_true", help="print the detector's model card (training data, test "
+                   "figures, threshold, what it cannot see) and exit")
     p.add_argument("--out", help="output file (.csv or .jsonl); default: JSON lines on stdout")
     p.add_argument("--format", choices=("csv", "jsonl"))
     p.add_argument("--maps", help="write an evidence figure (image + per-scale contribution maps, colour bar) and "
