@@ -23,13 +23,14 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from hrrkit.data.dataset import AUGMENTATION_PRESETS
 from hrrkit.data.io import load_image
@@ -148,7 +149,7 @@ def describe(
     *,
     weights: Sequence[float] | None = None,
     copies: int = 0,
-    augment: str = "delivery",
+    augment: str | Callable[[Image.Image, random.Random], Image.Image] = "delivery",
     seed: int = 0,
     batch_size: int = 16,
     cache_dir: str | os.PathLike | None = None,
@@ -157,9 +158,12 @@ def describe(
 ) -> Descriptors:
     """Descriptors of every file, for copy 0 (the file as it is) and ``copies`` augmented copies.
 
-    Rows are ordered copy-major (all files for copy 0, then copy 1, ...). The augmentation of copy c
-    of a file is drawn from ``(file SHA-256, c, seed)``, so it is the same in every run. With
-    ``cache_dir``, each (file, copy) descriptor is stored as ``<cache_dir>/<front end>/<aug>/<sha>-<c>.npy``
+    Rows are ordered copy-major (all files for copy 0, then copy 1, ...). ``augment`` is a preset name of
+    :data:`~hrrkit.data.dataset.AUGMENTATION_PRESETS` or any ``(img, rng) -> img`` transform with a
+    ``name`` (e.g. a :class:`hrrkit.eval.perturb.Perturbation`, to score a delivery chain as copy 1).
+    The augmentation of copy c of a file is drawn from ``(file SHA-256, c, seed)``, so it is the same in
+    every run. With ``cache_dir``, each (file, copy) descriptor is stored as
+    ``<cache_dir>/<front end>/<aug>-s<seed>/<sha>-<c>.npy`` (copy 0: ``<front end>/clean/<sha>.npy``)
     (float32) and read back on the next call. A file that cannot be read raises
     :class:`~hrrkit.data.io.ImageLoadError` naming it; descriptors already computed stay cached.
     """
@@ -167,20 +171,28 @@ def describe(
 
     if len(paths) != len(labels):
         raise ValueError(f"describe: {len(paths)} paths but {len(labels)} labels")
-    transform = AUGMENTATION_PRESETS[augment] if copies else None
+    if isinstance(augment, str):
+        transform, augment_name = (AUGMENTATION_PRESETS[augment] if copies else None), augment
+    else:
+        transform, augment_name = augment, str(getattr(augment, "name", type(augment).__name__))
+    augment_name = augment_name.replace("/", "_").replace(":", "-")
     was_training = detector.training
     detector.eval()
     max_pixels = detector.config.input.max_pixels
-    folder = None
-    if cache_dir is not None:
-        folder = Path(cache_dir) / front_end_fingerprint(detector) / f"{augment}-s{seed}"
-        folder.mkdir(parents=True, exist_ok=True)
     shas = [_file_sha256(p) for p in paths]
+    root = None if cache_dir is None else Path(cache_dir) / front_end_fingerprint(detector)
+
+    def cached_path(c: int, i: int) -> Path | None:
+        # copy 0 (the file as it is) does not depend on the augmentation or the seed: one entry for all
+        if root is None:
+            return None
+        return root / "clean" / f"{shas[i]}.npy" if c == 0 else root / f"{augment_name}-s{seed}" / f"{shas[i]}-{c}.npy"
+
     jobs = [(c, i) for c in range(copies + 1) for i in range(len(paths))]
     values: list[torch.Tensor | None] = [None] * len(jobs)
     todo = []
     for j, (c, i) in enumerate(jobs):
-        cached = folder / f"{shas[i]}-{c}.npy" if folder is not None else None
+        cached = cached_path(c, i)
         if cached is not None and cached.exists():
             try:
                 values[j] = torch.from_numpy(np.load(cached))
@@ -202,9 +214,10 @@ def describe(
             out = _front_end(detector, images)
             for k, j in enumerate(chunk):
                 values[j] = out[k]
-                if folder is not None:
-                    c, i = jobs[j]
-                    _save_npy(folder / f"{shas[i]}-{c}.npy", out[k].numpy())
+                target = cached_path(*jobs[j])
+                if target is not None:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _save_npy(target, out[k].numpy())
             bar.update(len(chunk))
     finally:
         bar.close()
