@@ -488,9 +488,12 @@ def convert_onnx_weights(onnx_path: str | Path, out_path: str | Path) -> dict[st
     state = state_dict_from_hf(hf_state_dict_from_onnx(onnx_path), source=str(onnx_path))
     source_sha = sha256_file(onnx_path)
     out_path = Path(out_path)
+    # one metadata key: safetensors writes several in a random order, and the same weights must give the
+    # same bytes (two processes converting at once then agree with either's record)
+    provenance = json.dumps({"source": f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}/{ONNX_FILE}", "source_sha256": source_sha,
+                             "converter": CONVERTER_VERSION}, sort_keys=True)
     with atomic_path(out_path) as tmp:
-        save_file(state, str(tmp), metadata={"source": f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}/{ONNX_FILE}",
-                                             "source_sha256": source_sha, "converter": str(CONVERTER_VERSION)})
+        save_file(state, str(tmp), metadata={"hrrkit": provenance})
     record = {"source": f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}/{ONNX_FILE}", "source_sha256": source_sha,
               "sha256": sha256_file(out_path), "converter": CONVERTER_VERSION,
               "seconds": round(time.perf_counter() - start, 3)}
