@@ -287,6 +287,17 @@ class EfficientNetLite(nn.Module):
             self.requires_grad_(False)
             self.eval()
 
+    def spatial_reach(self) -> tuple[int, int]:
+        """``(stride, reach)`` of the deepest map this network computes: its reduction, and how far (input
+        pixels) an output location sees on each side (the receptive field's half-width plus one stride for
+        the asymmetric "same" padding), what :func:`hrrkit.utils.tiling.map_spatial_tiles` needs."""
+        layers = [self.stem] + [m for m in self.stages.modules() if isinstance(m, ConvBNAct)]
+        stride, reach = 1, 0
+        for layer in layers:
+            reach += (layer.kernel - 1) // 2 * stride
+            stride *= layer.stride
+        return stride, reach + stride
+
     def _adapt_stem(self, in_channels: int) -> None:
         old = self.stem.conv
         weight = old.weight.detach()
@@ -403,6 +414,12 @@ class EfficientNetLiteBackbone(FrozenFeatureBackbone):
 
     def _cache_identity(self) -> dict:
         return {"backbone": f"efficientnet_{self.body.variant.name}", "out_index": self.out_index, "input_offset": self.input_offset}
+
+    def spatial_reach(self) -> tuple[int, int]:
+        """``(stride, reach)`` of the feature map (:meth:`EfficientNetLite.spatial_reach`): a fully
+        convolutional network with BatchNorm on fixed statistics, so large views may be computed in
+        tiles (:class:`~hrrkit.nn.msr.MultiScaleStyleRetrospection` does in eval mode)."""
+        return self.body.spatial_reach()
 
     def extra_repr(self) -> str:
         return (f"out_index={self.out_index}, frozen={self.frozen}, input_offset={self.input_offset:g}, "

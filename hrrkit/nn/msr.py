@@ -30,7 +30,7 @@ from torch import nn
 from hrrkit.ops.line_enhance import kernel_radius, line_enhance
 from hrrkit.ops.moments import check_levels, multilevel_moments, num_cells, residual_multilevel_moments
 from hrrkit.utils.profile import stage as profile_stage
-from hrrkit.utils.tiling import DEFAULT_CALL_PIXELS, map_row_strips, tile_starts
+from hrrkit.utils.tiling import DEFAULT_CALL_PIXELS, map_row_strips, map_spatial_tiles, tile_starts
 
 ImageBatch = torch.Tensor | Sequence[torch.Tensor]
 
@@ -252,7 +252,8 @@ class NoisyRescale(nn.Module):
             size_of = [(0, 0)] * len(image_list)
             for (h, w), idx in by_size.items():
                 target = self.scaled_size(h, w, scale)
-                batch = torch.stack([image_list[i] for i in idx])
+                # one image: a view, not a copy (a 4000 x 3000 photo is 144 MB in float32)
+                batch = image_list[idx[0]][None] if len(idx) == 1 else torch.stack([image_list[i] for i in idx])
                 scaled.setdefault(target, []).append((self._resample(batch, target), idx))
                 for i in idx:
                     size_of[i] = target
@@ -686,7 +687,10 @@ class MultiScaleStyleRetrospection(nn.Module):
 
     #: in eval mode, the backbone takes at most this many pixels per call (views x height x width):
     #: a larger group of views goes in several calls (the same features; BatchNorm uses its running
-    #: statistics in eval mode), a single larger view alone; ``None``: the whole group at once
+    #: statistics in eval mode), a single larger view alone — in overlapping tiles of about
+    #: ``(√budget + 2·reach)²`` pixels when the backbone declares ``spatial_reach() -> (stride, reach)``
+    #: (a fully convolutional network; the same features, :func:`~hrrkit.utils.tiling.map_spatial_tiles`)
+    #: and such a tile is smaller than the view; ``None``: the whole group at once
     backbone_call_pixels: int | None = DEFAULT_CALL_PIXELS
 
     @property
@@ -741,8 +745,19 @@ class MultiScaleStyleRetrospection(nn.Module):
 
     def _backbone_in_calls(self, inp: torch.Tensor):
         budget = self.backbone_call_pixels
-        per_call = inp.shape[0] if budget is None else max(1, budget // max(1, inp.shape[-2] * inp.shape[-1]))
-        if self.training or inp.shape[0] <= per_call:
+        if self.training or budget is None:
+            return self.backbone(inp)
+        height, width = inp.shape[-2:]
+        geometry = getattr(self.backbone, "spatial_reach", None)
+        if height * width > budget and callable(geometry):
+            stride, reach = geometry()
+            core = max(stride, math.isqrt(budget) // stride * stride)
+            tile = core + 2 * (-(-reach // stride) * stride) + stride
+            if height * width > tile * tile:  # tiles pay off (each sees its halo twice)
+                return torch.cat([map_spatial_tiles(self.backbone, view, core, reach, stride)
+                                  for view in inp.split(1)])
+        per_call = max(1, budget // max(1, height * width))
+        if inp.shape[0] <= per_call:
             return self.backbone(inp)
         parts = [self.backbone(part) for part in inp.split(per_call)]
         if not all(isinstance(p, torch.Tensor) for p in parts):

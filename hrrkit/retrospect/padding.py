@@ -198,20 +198,55 @@ def map_tiled(
 
     ``fn`` maps a tile batch to named outputs; ``factors[name]`` is each output's down-sampling
     relative to the tile (1 for images). Outputs that ``fn`` returns as ``None`` stay ``None``.
+
+    Memory: each chunk's tiles are cut when it runs and its outputs are blended into the result at
+    once (the same weighted mean as :func:`blend_tiles`, in the same order), so neither all tiles
+    nor all their outputs are ever held; a single tile is the image itself (no copy).
     """
     batch, _, height, width = images.shape
-    tiles = extract_tiles(images, grid)
-    chunk = micro_batch or tiles.shape[0]
-    pieces: dict[str, list[Tensor]] = {}
-    nones: set[str] = set()
-    for start in range(0, tiles.shape[0], chunk):
-        out = fn(tiles[start : start + chunk])
-        for name, value in out.items():
+    boxes = list(grid.boxes())
+    total = batch * len(boxes)
+    chunk = micro_batch or total
+    if grid.count == 1:  # whole images: no cutting, no blending
+        pieces: dict[str, list[Tensor]] = {}
+        nones: set[str] = set()
+        for start in range(0, batch, chunk):
+            for name, value in fn(images[start : start + chunk]).items():
+                if value is None:
+                    nones.add(name)
+                else:
+                    pieces.setdefault(name, []).append(value)
+        whole: dict[str, Tensor | None] = {name: None for name in nones}
+        for name, parts in pieces.items():
+            whole[name] = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return whole
+    result: dict[str, Tensor | None] = {}
+    weights: dict[int, tuple[Tensor, Tensor]] = {}  # per factor: the tile ramp and the summed weight map
+    for start in range(0, total, chunk):
+        index = range(start, min(total, start + chunk))
+        tiles = torch.stack([images[k // len(boxes), :, y : y + grid.tile_h, x : x + grid.tile_w]
+                             for k in index for y, x in [boxes[k % len(boxes)]]])
+        for name, value in fn(tiles).items():
             if value is None:
-                nones.add(name)
-            else:
-                pieces.setdefault(name, []).append(value)
-    result: dict[str, Tensor | None] = {name: None for name in nones}
-    for name, parts in pieces.items():
-        result[name] = blend_tiles(torch.cat(parts), grid, batch, height, width, factors.get(name, 1))
+                result[name] = None
+                continue
+            factor = factors.get(name, 1)
+            th, tw, overlap = grid.tile_h // factor, grid.tile_w // factor, max(grid.overlap // factor, 0)
+            if factor not in weights:
+                ramp = _ramp(th, overlap, value.device)[:, None] * _ramp(tw, overlap, value.device)[None, :]
+                total_weight = value.new_zeros(1, 1, height // factor, width // factor, dtype=torch.float32)
+                for y, x in boxes:
+                    total_weight[..., y // factor : y // factor + th, x // factor : x // factor + tw] += ramp
+                weights[factor] = ramp, total_weight
+            ramp, _ = weights[factor]
+            acc = result.get(name)
+            if acc is None:
+                acc = result[name] = value.new_zeros(batch, value.shape[1], height // factor, width // factor,
+                                                     dtype=torch.float32)
+            for k, tile in zip(index, value.float()):
+                y, x = boxes[k % len(boxes)]
+                acc[k // len(boxes), :, y // factor : y // factor + th, x // factor : x // factor + tw] += tile * ramp
+    for name, acc in result.items():
+        if acc is not None:
+            acc /= weights[factors.get(name, 1)][1][0]
     return result

@@ -208,3 +208,27 @@ def test_input_offset_shifts_residuals_into_the_image_range():
     with torch.no_grad():
         torch.testing.assert_close(shifted(residual), plain(residual - 1))
     assert "input_offset=-1" in repr(shifted)
+
+
+@pytest.mark.parametrize(("out_index", "size", "core"), [(2, (157, 203), 24), (3, (421, 389), 96)])
+def test_tiles_with_the_declared_reach_give_the_whole_image_features(out_index, size, core):
+    """map_spatial_tiles with spatial_reach() reproduces the whole map, odd sizes included (the tiles
+    pad and sample on the whole image's lattice), so MSR may tile large views in eval mode."""
+    from hrrkit.utils.tiling import map_spatial_tiles
+
+    backbone = build_backbone("efficientnet_lite0", pretrained=True, out_index=out_index, frozen=True).eval()
+    stride, reach = backbone.spatial_reach()
+    calls = []
+    backbone.register_forward_pre_hook(lambda module, args: calls.append(tuple(args[0].shape[-2:])))
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(out_index)) * 2 - 1
+    with torch.no_grad():
+        whole = backbone(x)
+        calls.clear()
+        tiled = map_spatial_tiles(backbone, x, core, reach, stride)
+    assert len(calls) > 1 and min(h * w for h, w in calls) < size[0] * size[1]
+    assert tiled.shape == whole.shape == (1, backbone.out_channels, -(-size[0] // stride), -(-size[1] // stride))
+    torch.testing.assert_close(tiled, whole, rtol=1e-4, atol=1e-4)
+    # too short a reach is caught by the same comparison: the halo is what makes tiles exact
+    with torch.no_grad():
+        short = map_spatial_tiles(backbone, x, core, reach // 4, stride)
+    assert (short - whole).abs().max() > 1e-3

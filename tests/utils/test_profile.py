@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import mmap
 
-import numpy as np
 import pytest
 
 from hrrkit.utils.profile import STAGES, StageProfile, active_profile, current_rss_mb, stage
@@ -46,8 +46,11 @@ def test_the_peak_of_a_short_lived_allocation_is_charged_to_its_stage():
             pytest.skip("/proc/self/clear_refs is not writable here")
         with stage("backbone"):
             with stage("retrospection"):
-                block = np.ones(40 * 2**20 // 8)  # 40 MiB, touched, then freed before the stage ends
-                del block
+                # 40 MiB of fresh pages (an anonymous map, so no memory the allocator kept from earlier
+                # tests is reused), touched, then freed before the stage ends
+                block = mmap.mmap(-1, 40 * 2**20)
+                block.write(b"\1" * len(block))
+                block.close()
         with stage("head"):
             pass
     rows = {r.stage: r for r in profile.rows()}
