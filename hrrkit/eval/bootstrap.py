@@ -86,6 +86,7 @@ BOOTSTRAP_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] =
     "ap": lambda y, s, t: average_precision(y, s),
     "acc": lambda y, s, t: accuracy_at(y, s, t)["acc"],
     "tpr_at_5pct_fpr": lambda y, s, t: tpr_at_fpr(y, s, 0.05),
+    "tpr_at_1pct_fpr": lambda y, s, t: tpr_at_fpr(y, s, 0.01),
 }
 
 

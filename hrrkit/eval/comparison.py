@@ -43,7 +43,8 @@ __all__ = ["align_seed_predictions", "compare_detectors", "format_comparison_tab
            "plot_roc_curves"]
 
 HEADLINE_METRICS = ("roc_auc", "ap", "acc", "tpr_at_5pct_fpr")
-METRIC_TITLES = {"roc_auc": "AUC", "ap": "AP", "acc": "acc@thr", "tpr_at_5pct_fpr": "TPR@5%FPR"}
+METRIC_TITLES = {"roc_auc": "AUC", "ap": "AP", "acc": "acc@thr", "tpr_at_5pct_fpr": "TPR@5%FPR",
+                 "tpr_at_1pct_fpr": "TPR@1%FPR"}
 
 
 def align_seed_predictions(predictions: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
@@ -252,9 +253,12 @@ def plot_roc_curves(
     return path
 
 
-def plot_generator_heatmap(comparison: Mapping[str, Any], path: str | Path, *, title: str) -> Path:
-    """Detectors × generators heat table of seed-mean ROC-AUC (every real of the split against that
-    generator's fakes); the column label carries the number of fakes. Colour bar: AUC, 0.5 = chance."""
+def plot_generator_heatmap(comparison: Mapping[str, Any], path: str | Path, *, title: str,
+                           generators_as_rows: bool = False) -> Path:
+    """Heat table of seed-mean ROC-AUC per detector and generator (every real of the split against that
+    generator's fakes); each generator's label carries its number of fakes. ``generators_as_rows``: one
+    row per generator and one column per detector (legible at page width when generators are many).
+    Colour bar: AUC, 0.5 = chance."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,13 +269,22 @@ def plot_generator_heatmap(comparison: Mapping[str, Any], path: str | Path, *, t
     gens = list(comparison["generators"])
     names = list(comparison["detectors"])
     values = np.array([[comparison["generators"][g]["auc"][n] for g in gens] for n in names], dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * max(len(gens), 4), 1.4 + 0.45 * len(names)))
-    image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(gens)), [f"{g} ({comparison['generators'][g]['n_fake']})" for g in gens],
-                  rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i in range(len(names)):
-        for j in range(len(gens)):
+    gen_labels = [f"{g} ({comparison['generators'][g]['n_fake']})" for g in gens]
+    if generators_as_rows:
+        values = values.T
+        rows, cols = gen_labels, names
+        fig, ax = plt.subplots(figsize=(2.6 + 0.9 * max(len(cols), 3), 1.2 + 0.28 * len(rows)))
+        image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    else:
+        rows, cols = names, gen_labels
+        fig, ax = plt.subplots(figsize=(1.0 + 0.62 * max(len(cols), 4), 1.4 + 0.45 * len(rows)))
+        image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6)
     bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)

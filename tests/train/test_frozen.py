@@ -97,6 +97,28 @@ def test_fit_head_learns_a_separable_problem_and_keeps_the_best_epoch(tmp_path, 
     assert ((scores[val.labels == 1].min() > scores[val.labels == 0].max()).item())
 
 
+def test_the_afr_head_fits_the_same_with_its_basis_expanded_once(tmp_path, monkeypatch):
+    """fit_head expands the AFR basis once (its input never changes in full-batch training); the head it
+    trains, its running statistics and its history match the plain forward run every epoch."""
+    import hrrkit.train.frozen as frozen
+
+    paths, labels = _images(tmp_path, n=12)
+    data = describe(_detector(), paths, labels, copies=0, progress=False)
+    train = Descriptors(data.values[:8], data.labels[:8], data.weights[:8], data.paths[:8])
+    val = Descriptors(data.values[8:], data.labels[8:], data.weights[8:], data.paths[8:])
+    config = FrozenFitConfig(copies=0, epochs=25, lr=1e-2)
+    fast = _detector(**{"loss.sparsity": 1e-3})
+    fast_result = fit_head(fast, train, val, config, eval_every=5, progress=False)
+    monkeypatch.setattr(frozen, "_fixed_input_logits", lambda head, a, b: lambda: (head(a), head(b)))
+    plain = _detector(**{"loss.sparsity": 1e-3})
+    plain_result = fit_head(plain, train, val, config, eval_every=5, progress=False)
+    for (name, a), (_, b) in zip(fast.head.state_dict().items(), plain.head.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert fast_result.best_epoch == plain_result.best_epoch
+    for a, b in zip(fast_result.history, plain_result.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
 def test_fit_config_names_bad_values():
     with pytest.raises(ValueError, match="augment"):
         FrozenFitConfig(copies=1, augment="nope")
