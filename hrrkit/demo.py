@@ -1,28 +1,32 @@
-"""``hrrkit demo``: HRR and the field's baselines on real generators' images, offline, on a CPU.
+"""``hrrkit demo``: the shipped default's recipe, HRR's ablations and the baselines on wild v2, offline, on a CPU.
 
-1. build (or reuse) the wild benchmark (:mod:`hrrkit.datasets.wild`, ``pip install "hrrkit[wild]"``):
-   held-out photographs vs the outputs of ~40 real text-to-image generators (``test_generators``) and
-   of image-edit models (``test_edited``); training and validation fakes are content-matched
-   regenerations of other photographs (Real-ESRGAN, hrrkit's real-photo diffusion model), so no real
-   generator is ever seen in training;
-2. train every detector — HRR, its ablations and the baselines — on ``train`` with the same data,
-   seeds, epochs and optimiser, choosing the epoch on ``val`` only;
-3. score both test splits and a delivery-robustness chain (WebP, social-media JPEG) once;
-4. write ``runs/demo/``: ``report.md`` (tables with bootstrap intervals and paired verdicts, ROC
-   curves, a per-generator heat table, evidence maps, timings), ``report.json``, ``scores.csv`` (one row
-   per detector, seed, split and image: every number in the report can be recomputed from it) and
-   the trained detectors (``detectors/<name>/seed<k>/best``, usable by ``hrrkit detect --model``).
-
-Every number in the report comes from this run. What the budget cut is said in the report.
+1. build (or reuse) wild v2 (:mod:`hrrkit.datasets.wild_v2`, ``WildV2Config(folds=5)``, seed 0: the build
+   the default detector was chosen and trained on, so the caches are shared): photographs from photo
+   packages vs real generators' outputs, families and photo packages split into train / val / test;
+2. per front end (detectors whose frozen front ends agree share it): run the front end once per image
+   (:func:`hrrkit.train.frozen.describe`, cached on disk) — train with 2 ``delivery`` copies per image
+   (drawn once with seed 0, shared by every detector and seed), val, test, and the text-to-image test
+   group after three delivery chains;
+3. per detector and seed (the seed is the head's initialisation): fit the head
+   (:func:`hrrkit.train.frozen.fit_head`, epoch chosen on val), calibrate the threshold on the val reals
+   at 5 % false-positive rate, save ``detectors/<name>/seed<k>/``; NPR (a CNN from scratch) trains with
+   the regular trainer on the same images;
+4. score the test split once and write ``runs/demo/``: ``report.md`` / ``report.json`` (per report group
+   AUC, AP, TPR at 1 % and 5 % FPR with bootstrap intervals, seed mean ± std and the paired verdict vs
+   ``hrr_dino``; the calibrated threshold's false-positive rate on the held-out photo packages; delivery
+   robustness; timings), ``scores.csv`` (one row per split, detector, seed and image: every number of the
+   report can be recomputed from it), ``roc.png``, ``families.png`` and ``evidence.png``.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,113 +35,274 @@ import numpy as np
 import torch
 
 from hrrkit.eval.comparison import compare_detectors, format_comparison_table, plot_generator_heatmap, plot_roc_curves
-from hrrkit.eval.predict import predict_dataset
+from hrrkit.eval.metrics import calibrate_threshold, roc_auc
 from hrrkit.models.config import DetectorConfig
-from hrrkit.models.detector import HRRDetector, load_detector
+from hrrkit.models.detector import HRRDetector
 from hrrkit.models.presets import preset_config, preset_descriptions
-from hrrkit.train.config import TrainConfig
-from hrrkit.train.trainer import fit, seed_everything
 from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
-#: The detectors, in report order: the method, its ablations, then the baselines.
-DETECTORS = ("hrr", "hrr_no_msr", "hrr_no_afr", "hrr_no_retrospection", "dire", "univfd", "npr", "cnnspot")
-#: The detector the others are compared with (paired bootstrap of the AUC difference).
-REFERENCE = "hrr"
-TEST_SPLITS = {"test_generators": "real generators (text-to-image)", "test_edited": "image-edit models"}
-#: Delivery chains for the robustness table (``hrrkit eval --perturb`` specs), on ``test_generators``.
-ROBUSTNESS = ("webp:75", "downscale-then-jpeg:0.5")
+#: The detectors of a full run, in report order: the shipped default's recipe, its ablations, the baselines.
+DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_no_afr", "univfd", "cnnspot", "npr")
+#: Detectors that retrospect every image with the diffusion model (about 1 s per image on 2 cores): beyond
+#: the 10-minute budget, added with ``--detectors``.
+RESIDUAL_DETECTORS = ("hrr_dino_residual", "dire")
+#: ``--quick``: the default's recipe, its linear-head ablation (same front end), a frozen CNN and NPR.
+QUICK_DETECTORS = ("hrr_dino", "hrr_dino_no_afr", "cnnspot", "npr")
+#: The detector every other one is compared with (paired bootstrap of the AUC difference).
+REFERENCE = "hrr_dino"
+#: Report groups: each group's generated test images against every real test image.
+GROUPS = ("text-to-image", "edit", "video", "upscale")
+#: Delivery chains (``hrrkit eval --perturb`` specs) for the robustness table, on :data:`ROBUSTNESS_GROUP`.
+ROBUSTNESS = ("webp:75", "jpeg:75", "downscale-then-jpeg:0.5")
+ROBUSTNESS_GROUP = "text-to-image"
+#: The false-positive rate the threshold is calibrated for, on the val reals.
+TARGET_FPR = 0.05
+METRICS = ("roc_auc", "ap", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     """How much the demo trains: the same for every detector.
 
-    ``seeds``: training seeds per detector (the table shows mean ± spread over them);
-    ``frozen_backbone``: the pretrained backbone is frozen for every detector (its features are then
-    computed once per image and cached; fine-tuning, which DIRE and CNNSpot do, does not fit the CPU
-    budget — the report says so); ``n_boot``: bootstrap replicates of the intervals.
+    ``seeds``: head initialisations per detector (the tables show mean ± std over them); ``copies``:
+    ``delivery``-augmented copies per training image besides the file itself (drawn once with seed 0 and
+    shared by every detector and seed); ``head_epochs``: full-batch epochs of a frozen detector's head;
+    ``npr_epochs`` / ``npr_batch_size`` / ``npr_lr``: NPR's CNN from scratch (the regular trainer);
+    ``n_boot``: bootstrap replicates of the intervals.
     """
 
-    epochs: int
-    batch_size: int
-    lr: float
-    seeds: tuple[int, ...]
-    frozen_backbone: bool = True
+    seeds: tuple[int, ...] = (0, 1, 2)
+    copies: int = 2
+    head_epochs: int = 300
+    npr_epochs: int = 6
+    npr_batch_size: int = 32
+    npr_lr: float = 2e-3
     n_boot: int = 1000
 
 
-FULL_SETTINGS = DemoSettings(epochs=8, batch_size=32, lr=2e-3, seeds=(0, 1, 2))
-QUICK_SETTINGS = DemoSettings(epochs=2, batch_size=16, lr=3e-3, seeds=(0,), n_boot=200)
+FULL_SETTINGS = DemoSettings()
+QUICK_SETTINGS = DemoSettings(seeds=(0,), copies=1, head_epochs=100, npr_epochs=1, n_boot=200)
 
 
-#: HRR and its ablations as the demo trains them, chosen on ``val`` (docs/design.md, "The demo's HRR"):
-#: the frozen ImageNet EfficientNet-Lite0 read at level 3 (112 channels at 1/16) with style grid levels
-#: (1, 2) — val AUC 0.64 against 0.53 for the compact CNN trained from scratch, in 15 s instead of 400 s;
-#: level 5 (the 1280-channel head) reached 0.81 but cost 490 s per seed, beyond the CPU budget — and
-#: scales (0.5, 1): scale 2 would quadruple the retrospector's cost on 128-px images.
-HRR_DEMO_CHANGES: dict[str, Any] = {
-    "backbone.name": "efficientnet_lite0",
-    "backbone.options": {"pretrained": True, "out_index": 3, "frozen": True},
-    "style.levels": [1, 2],
-    "rescale.scales": [0.5, 1.0],
-}
-
-
-def demo_detector_config(name: str, settings: DemoSettings, feature_cache: Path | None = None) -> DetectorConfig:
-    """The preset ``name`` as the demo trains it.
-
-    Every image of the benchmark is already one square size, so every detector takes the whole image
-    (``native``) in training and evaluation. HRR and its ablations take :data:`HRR_DEMO_CHANGES`. The
-    pretrained backbone is frozen when ``settings.frozen_backbone`` (see :class:`DemoSettings`), its
-    features cached in the folder ``feature_cache`` when given.
-    """
+def demo_detector_config(name: str) -> DetectorConfig:
+    """The preset ``name`` as the demo trains it: the preset itself, except that a pretrained
+    EfficientNet backbone (CNNSpot, DIRE) is frozen so that only its head trains (fine-tuning does not
+    fit the CPU budget; the report says so). ``npr`` trains its CNN from scratch."""
     config = preset_config(name)
-    changes: dict[str, Any] = {"input.policy": "native", "input.eval_policy": "native"}
-    if name.startswith("hrr"):
-        changes.update({k: v for k, v in HRR_DEMO_CHANGES.items()
-                        if k != "rescale.scales" or config.rescale.enabled})
-    config = config.replace(**changes)
-    if settings.frozen_backbone and config.backbone.name == "efficientnet_lite0":
-        options = {**config.backbone.options, "frozen": True}
-        if feature_cache is not None:
-            options["feature_cache"] = str(feature_cache)
-        config = config.replace(**{"backbone.options": options})
+    options = config.backbone.options
+    if options.get("pretrained") and not options.get("frozen"):
+        config = config.replace(**{"backbone.options": {**options, "frozen": True}})
     return config
 
 
-def _dataset(model: HRRDetector, samples, *, train: bool, seed: int, retrospection_cache: Path | None):
-    """The dataset a detector reads: cached (x̃_s, x̂_s) pairs when it has a retrospector and no pixel
-    augmentation (each image is retrospected once, whatever the detector, seed or epoch — the training
-    dither is a function of the content hash, the scale and the benchmark seed, not the training seed),
-    else the images themselves."""
-    config = model.config
-    base = config.input.dataset(samples, train=train, seed=seed)
-    if retrospection_cache is None or model.msr.retrospector is None or not base.augmentation.is_identity:
-        return base
-    from hrrkit.retrospect.views import RetrospectedDataset, RetrospectionStage
-
-    stage = RetrospectionStage(model, seed=0, dither=True if train else None)
-    return RetrospectedDataset(base, stage, retrospection_cache)
+def is_frozen(config: DetectorConfig) -> bool:
+    """Whether everything before the head is fixed (a pretrained frozen backbone): head-only training."""
+    return bool(config.backbone.options.get("frozen"))
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-def _describe(config: DetectorConfig) -> dict[str, Any]:
+def describe_detector(config: DetectorConfig) -> dict[str, Any]:
     """What a reader needs to know of a detector: retrospector, backbone, input, head, scales."""
     retro = config.retrospector
     backbone = config.backbone
+    extras = [f"{k}={v}" for k, v in backbone.options.items() if k in ("blocks", "tokens", "out_index")]
     return {
         "retrospector": "none" if retro.kind == "none" else f"{retro.kind}" + (f" ({retro.path})" if retro.path else ""),
         "backbone_input": retro.input if retro.kind != "none" else "image",
-        "backbone": backbone.name + (" (frozen)" if backbone.options.get("frozen") else ""),
+        "backbone": backbone.name + (f" ({', '.join(extras)})" if extras else "")
+        + (" frozen" if backbone.options.get("frozen") else " trained"),
         "scales": list(config.rescale.scales) if config.rescale.enabled else [1.0],
-        "line_enhancement": bool(config.line.enabled),
         "style_statistics": bool(config.style.enabled),
         "head": config.head.kind,
-        "augment": config.input.augment,
+        "training": "head on cached descriptors" if is_frozen(config) else "whole network (trainer)",
     }
+
+
+# ------------------------------------------------------------------------------------------- progress
+
+
+class OverallProgress:
+    """One line per stage for the whole run: ``demo [k/N] what | elapsed | ETA``.
+
+    Each stage carries a rough cost estimate (seconds on 2 idle cores); the ETA scales the remaining
+    estimate by how fast the finished stages went against theirs."""
+
+    def __init__(self, stages: Sequence[tuple[str, float]], *, started: float | None = None) -> None:
+        self.stages = list(stages)
+        self.started = time.perf_counter() if started is None else started
+        self.done = 0
+
+    def begin(self, label: str) -> None:
+        k = self.done
+        if k >= len(self.stages):
+            raise RuntimeError(f"OverallProgress: stage {label!r} is beyond the {len(self.stages)} planned")
+        elapsed = time.perf_counter() - self.started
+        estimate_done = sum(w for _, w in self.stages[:k])
+        remaining = sum(w for _, w in self.stages[k:])
+        eta = remaining * (elapsed / estimate_done if estimate_done > 0 else 1.0)
+        print(f"demo [{k + 1}/{len(self.stages)}] {label} | elapsed {_mmss(elapsed)} | ETA {_mmss(eta)}", flush=True)
+
+    def end(self) -> None:
+        self.done += 1
+
+
+def _mmss(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60:d}:{seconds % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class SplitData:
+    """The manifest rows of one split (or one perturbed copy of a subset), with absolute paths."""
+
+    name: str
+    rows: list[dict[str, str]]
+    paths: list[str]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([int(r["label"]) for r in self.rows], dtype=np.int64)
+
+    @property
+    def weights(self) -> list[float]:
+        return [float(r["weight"]) for r in self.rows]
+
+    def column(self, key: str) -> np.ndarray:
+        return np.array([r[key] for r in self.rows], dtype=object)
+
+
+def _splits(bench) -> dict[str, SplitData]:
+    out = {}
+    for split in ("train", "val", "test"):
+        rows = bench.records(split)
+        out[split] = SplitData(split, rows, [str(bench.root / r["path"]) for r in rows])
+    return out
+
+
+def _perturbed(test: SplitData, spec: str, folder: Path) -> SplitData:
+    """The test reals and :data:`ROBUSTNESS_GROUP` fakes after a delivery chain, written once as PNG
+    (named by the image's SHA-256, so a rerun reuses them and the descriptor cache applies)."""
+    import random
+
+    from PIL import Image
+
+    from hrrkit.eval.perturb import parse_perturbations
+
+    (perturbation,) = parse_perturbations([spec])
+    target = folder / spec.replace(":", "-")
+    target.mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for row, src in zip(test.rows, test.paths):
+        if row["label"] == "1" and row["group"] != ROBUSTNESS_GROUP:
+            continue
+        path = target / f"{row['sha256'][:24]}.png"
+        if not path.exists():
+            with Image.open(src) as img:
+                changed = perturbation(img.convert("RGB"), random.Random(row["sha256"]))
+            with atomic_path(path) as tmp:
+                changed.save(tmp, format="PNG")
+        rows.append(row)
+        paths.append(str(path))
+    return SplitData(f"test|{spec}", rows, paths)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class Trained:
+    """One detector and seed after training: its scores per scored split (aligned with that split's
+    rows), the calibrated threshold and what training did."""
+
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    threshold: float = 0.5
+    calibration: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    folder: str = ""
+
+
+def _calibrate(detector: HRRDetector, val: SplitData, val_scores: np.ndarray) -> dict[str, Any]:
+    """Set the detector's threshold to :data:`TARGET_FPR` on the val reals; returns the calibration."""
+    cal = calibrate_threshold(val_scores[val.labels == 0], TARGET_FPR)
+    calibration = {"target_fpr": cal.target_fpr, "achieved_fpr": cal.achieved_fpr, "n_real": cal.n_real,
+                   "data": "wild v2 val reals (hrrkit demo)"}
+    detector.config.threshold = float(cal.threshold)
+    detector.config.calibration = calibration
+    return calibration
+
+
+def _train_frozen(name: str, detector: HRRDetector, descriptors: dict[str, Any], splits: dict[str, SplitData],
+                  seed: int, settings: DemoSettings, folder: Path, progress: bool) -> Trained:
+    from hrrkit.models.checkpoint import save_detector
+    from hrrkit.train.frozen import FrozenFitConfig, fit_head, scores_of
+
+    torch.manual_seed(seed)
+    detector.head = detector.config.head.build(detector.descriptor_dim, detector.config.loss)
+    fit_config = FrozenFitConfig(copies=settings.copies, augment="delivery", epochs=settings.head_epochs, seed=seed)
+    result = fit_head(detector, descriptors["train"], descriptors["val"], fit_config, progress=progress)
+    out = Trained(training={"seed": seed, "best_epoch": result.best_epoch, "val_auc": result.val_auc,
+                            "val_ap": result.val_ap, "seconds": round(result.seconds, 2)})
+    for split, desc in descriptors.items():
+        if split != "train":
+            out.scores[split] = scores_of(detector, desc.values).double().numpy()
+    out.calibration = _calibrate(detector, splits["val"], out.scores["val"])
+    out.threshold = detector.config.threshold
+    save_detector(detector, folder, extra={"demo": {"detector": name, "seed": seed, **out.training}})
+    out.folder = str(folder)
+    return out
+
+
+def _train_npr(name: str, config: DetectorConfig, splits: dict[str, SplitData], to_score: dict[str, SplitData],
+               seed: int, settings: DemoSettings, folder: Path, device: torch.device, progress: bool) -> Trained:
+    """A detector whose backbone trains (NPR's CNN from scratch): the regular trainer on the same images."""
+    from hrrkit.data.layouts import Sample
+    from hrrkit.eval.predict import predict_dataset
+    from hrrkit.models.checkpoint import save_detector
+    from hrrkit.models.detector import load_detector
+    from hrrkit.train.config import TrainConfig
+    from hrrkit.train.trainer import fit, seed_everything
+
+    def samples(data: SplitData) -> list:
+        return [Sample(path=Path(p), label=int(r["label"]), generator=r["family"] or None, split=data.name)
+                for p, r in zip(data.paths, data.rows)]
+
+    seed_everything(seed)
+    model = HRRDetector(config)
+    train_config = TrainConfig(epochs=settings.npr_epochs, batch_size=settings.npr_batch_size, lr=settings.npr_lr,
+                               seed=seed, early_stopping_patience=0, log_every=10)
+    started = time.perf_counter()
+    result = fit(model, config.input.dataset(samples(splits["train"]), train=True, seed=seed),
+                 config.input.dataset(samples(splits["val"]), train=False, seed=seed), train_config,
+                 folder / "training", device=device, resume=False, progress=progress,
+                 run_config={"detector": config.to_dict(), "train": train_config.to_dict()})
+    best = load_detector(folder / "training" / "best", device=device)
+    out = Trained(training={"seed": seed, "best_epoch": result.best_epoch, "val_ap": result.best_ap,
+                            "seconds": round(time.perf_counter() - started, 2)})
+    for split, data in to_score.items():
+        pred = predict_dataset(best, config.input.dataset(samples(data), train=False), device=device,
+                               progress=progress, desc=f"{name}:{split}")
+        by_path = dict(zip(map(str, pred["paths"]), pred["scores"]))
+        missing = [p for p in data.paths if p not in by_path]
+        if missing:
+            raise RuntimeError(f"{name}: {len(missing)} images of {split} were not scored, e.g. {missing[0]}")
+        out.scores[split] = np.array([by_path[p] for p in data.paths], dtype=np.float64)
+    out.calibration = _calibrate(best, splits["val"], out.scores["val"])
+    out.threshold = best.config.threshold
+    save_detector(best, folder, extra={"demo": {"detector": name, "seed": seed, **out.training}})
+    out.folder = str(folder)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def default_demo_cache() -> Path:
+    """Where the demo keeps what it computes once (descriptors, perturbed copies): ``<hrrkit cache>/demo``."""
+    from hrrkit.utils.cache import cache_root
+
+    return cache_root() / "demo"
 
 
 def run_demo(
@@ -146,203 +311,254 @@ def run_demo(
     quick: bool = False,
     device: str | torch.device = "cpu",
     cache_root: str | Path | None = None,
-    detectors: tuple[str, ...] = DETECTORS,
+    detectors: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     progress: bool = True,
     settings: DemoSettings | None = None,
-    benchmark_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run the demo; returns the report payload (also written to ``out_dir/report.json``)."""
-    from hrrkit.datasets.wild import build_wild_benchmark
+    """Run the demo; returns the report payload (also written to ``out_dir/report.json``).
+
+    ``cache_root``: parent of the wild v2 builds (``<cache_root>/wild-v2``) and the demo's caches
+    (``<cache_root>/demo``); default hrrkit's cache. ``detectors``: preset names (default
+    :data:`DETECTORS`, :data:`QUICK_DETECTORS` with ``quick``); :data:`REFERENCE` is always included.
+    """
+    from hrrkit.datasets.wild_v2 import WildV2Config, build_wild_v2, default_wild_v2_root
+    from hrrkit.train.frozen import describe, front_end_fingerprint
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
+        settings = DemoSettings(**{**asdict(settings), "seeds": tuple(int(s) for s in seeds)})
+    detectors = tuple(detectors or (QUICK_DETECTORS if quick else DETECTORS))
     known = set(preset_descriptions())
     unknown = [d for d in detectors if d not in known]
     if unknown:
         raise ValueError(f"unknown detector(s) {unknown}; the presets are {sorted(known)}")
     if REFERENCE not in detectors:
         detectors = (REFERENCE, *detectors)
+    detectors = tuple(dict.fromkeys(detectors))
     timings: dict[str, float] = {}
 
-    _log(f"[1/4] wild benchmark ({'quick' if quick else 'full'}) ...")
+    print(f"demo: wild v2 ({'quick' if quick else 'full'} build, folds 5, seed 0) ...", flush=True)
     t0 = time.perf_counter()
-    bench = build_wild_benchmark(cache_root, seed=benchmark_seed, quick=quick, progress=progress)
+    bench_root = Path(cache_root) / "wild-v2" if cache_root else default_wild_v2_root()
+    bench = build_wild_v2(root=bench_root, seed=0, quick=quick, config=WildV2Config(folds=5), progress=progress)
     timings["benchmark"] = time.perf_counter() - t0
     counts = bench.counts()
-    _log(f"      {'reused' if bench.reused else 'built'} {bench.root} in {timings['benchmark']:.0f} s: "
-         + ", ".join(f"{k} {v.get('real', 0)} real + {sum(n for g, n in v.items() if g != 'real')} generated"
-                     for k, v in counts.items()))
-    splits = {name: bench.samples(name) for name in ("train", "val", *TEST_SPLITS)}
-
-    cache_dir = _demo_cache_dir(cache_root)
-    retrospection_cache = cache_dir / "retrospection"
-    feature_cache = cache_dir / "features"
+    print(f"demo: {'reused' if bench.reused else 'built'} {bench.root} in {timings['benchmark']:.0f} s: "
+          + "; ".join(f"{k} {v.get('real', 0)} real + {sum(n for g, n in v.items() if g != 'real')} generated"
+                      for k, v in counts.items()), flush=True)
+    cache_dir = Path(cache_root) / "demo" if cache_root else default_demo_cache()
+    splits = _splits(bench)
     t0 = time.perf_counter()
-    perturbed = {spec: _perturbed_samples(splits["test_generators"], spec, cache_dir / "perturbed" / bench.key)
-                 for spec in ROBUSTNESS}
+    perturbed = {spec: _perturbed(splits["test"], spec, cache_dir / "perturbed" / bench.key) for spec in ROBUSTNESS}
     timings["perturb"] = time.perf_counter() - t0
+    scored = {"val": splits["val"], "test": splits["test"], **{d.name: d for d in perturbed.values()}}
 
-    predictions: dict[str, dict[str, list[dict[str, Any]]]] = {split: {} for split in TEST_SPLITS}
-    robustness: dict[str, dict[str, dict[str, Any]]] = {}
-    described: dict[str, Any] = {}
-    best_paths: dict[str, str] = {}
-    training: dict[str, list[dict[str, Any]]] = {}
-    evidence_detector: HRRDetector | None = None
-    for i, name in enumerate(detectors):
-        config = demo_detector_config(name, settings, feature_cache)
-        described[name] = _describe(config)
-        training[name] = []
+    configs = {name: demo_detector_config(name) for name in detectors}
+    models = {name: HRRDetector(configs[name]).to(device) for name in detectors if is_frozen(configs[name])}
+    front_ends: dict[str, list[str]] = {}
+    for name, model in models.items():
+        front_ends.setdefault(front_end_fingerprint(model), []).append(name)
+
+    # the whole run's stages with rough costs (s on 2 idle cores) for the overall ETA
+    n_describe = len(splits["train"].rows) * (settings.copies + 1) + sum(len(d.rows) for d in scored.values())
+    stages: list[tuple[str, float]] = []
+    for names in front_ends.values():
+        cost = 0.08 * n_describe * max(1.0, sum(s * s for s in configs[names[0]].rescale.scales)
+                                        if configs[names[0]].rescale.enabled else 1.0)
+        stages.append((f"front end of {'+'.join(names)}: describe {n_describe} images and copies", cost))
+    for name in detectors:
         for seed in settings.seeds:
-            _log(f"[2/4] {name} seed {seed} ({i + 1}/{len(detectors)}): train, then score the test splits ...")
+            cost = (0.05 * settings.npr_epochs * len(splits["train"].rows) + 0.03 * n_describe
+                    if not is_frozen(configs[name]) else 3.0)
+            stages.append((f"{name} seed {seed}: " + ("fit the head" if is_frozen(configs[name]) else "train"), cost))
+    stages.append(("report: statistics and figures", 10.0))
+    overall = OverallProgress(stages, started=started)
+
+    descriptors: dict[str, dict[str, Any]] = {}
+    for names in front_ends.values():
+        overall.begin(stages[overall.done][0])
+        t0 = time.perf_counter()
+        model = models[names[0]]
+        train = splits["train"]
+        desc = {"train": describe(model, train.paths, train.labels.tolist(), weights=train.weights,
+                                  copies=settings.copies, augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
+                                  progress=progress, desc=f"{names[0]}:train")}
+        for split, data in scored.items():
+            desc[split] = describe(model, data.paths, data.labels.tolist(), weights=data.weights, copies=0,
+                                   augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
+                                   progress=progress, desc=f"{names[0]}:{split}")
+        for name in names:
+            descriptors[name] = desc
+        timings[f"describe_{'+'.join(names)}"] = time.perf_counter() - t0
+        overall.end()
+
+    trained: dict[str, list[Trained]] = {}
+    for name in detectors:
+        trained[name] = []
+        for seed in settings.seeds:
+            overall.begin(stages[overall.done][0])
             t0 = time.perf_counter()
-            train_config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                                       seed=seed, early_stopping_patience=0, log_every=10)
-            seed_everything(seed)
-            model = HRRDetector(config)
-            data = {split: _dataset(model, splits[split], train=split == "train", seed=seed,
-                                    retrospection_cache=retrospection_cache) for split in ("train", "val")}
-            run_dir = out_dir / "detectors" / name / f"seed{seed}"
-            result = fit(model, data["train"], data["val"], train_config, run_dir, device=device, resume=False,
-                         progress=progress,
-                         run_config={"detector": config.to_dict(), "train": train_config.to_dict(),
-                                     "data": {"wild_benchmark": str(bench.root)}})
+            folder = out_dir / "detectors" / name / f"seed{seed}"
+            if name in models:
+                result = _train_frozen(name, models[name], descriptors[name], splits, seed, settings, folder, progress)
+            else:
+                result = _train_npr(name, configs[name], splits, scored, seed, settings, folder, device, progress)
+            trained[name].append(result)
             timings[f"train_{name}_seed{seed}"] = time.perf_counter() - t0
-            best = load_detector(run_dir / "best", device=device)
-            training[name].append({"seed": seed, "best_epoch": result.best_epoch, "best_val_ap": result.best_ap,
-                                   "seconds": round(timings[f"train_{name}_seed{seed}"], 2)})
-            t0 = time.perf_counter()
-            to_score = {split: splits[split] for split in TEST_SPLITS}
-            if seed == settings.seeds[0]:
-                best_paths[name] = str(run_dir / "best")
-                evidence_detector = best if name == REFERENCE else evidence_detector
-                to_score.update(perturbed)
-            for split, samples in to_score.items():
-                dataset = _dataset(best, samples, train=False, seed=seed, retrospection_cache=retrospection_cache)
-                pred = predict_dataset(best, dataset, batch_size=settings.batch_size, device=device,
-                                       progress=progress, desc=f"{name}:{split}")
-                pred["threshold"] = float(best.config.threshold)
-                if split in TEST_SPLITS:
-                    predictions[split].setdefault(name, []).append(pred)
-                else:
-                    robustness.setdefault(name, {})[split] = pred
-            timings[f"eval_{name}_seed{seed}"] = time.perf_counter() - t0
-        aucs = [_auc(p) for p in predictions["test_generators"][name]]
-        _log(f"      {name}: test_generators AUC per seed " + ", ".join(f"{a:.3f}" for a in aucs))
+            overall.end()
+        aucs = [_group_auc(splits["test"], t.scores["test"], ROBUSTNESS_GROUP) for t in trained[name]]
+        print(f"demo: {name} test {ROBUSTNESS_GROUP} AUC per seed " + ", ".join(f"{a:.3f}" for a in aucs), flush=True)
 
-    _log("[3/4] statistics ...")
+    overall.begin(stages[overall.done][0])
     t0 = time.perf_counter()
-    comparisons = {split: compare_detectors(predictions[split], reference=REFERENCE, n_boot=settings.n_boot)
-                   for split in TEST_SPLITS}
-    robust_rows = _robustness_rows(predictions["test_generators"], robustness)
-    timings["statistics"] = time.perf_counter() - t0
+    scores_csv = write_demo_scores(scored, trained, bench.root, out_dir / "scores.csv")
+    payload = summarize(scored, trained, settings)
+    payload["calibration"] = {name: [t.calibration for t in runs] for name, runs in trained.items()}
+    payload["training"] = {name: [t.training for t in runs] for name, runs in trained.items()}
+    figures = _figures(payload, scored, trained, out_dir)
+    if REFERENCE in models:
+        from hrrkit.models.detector import load_detector
 
-    _log("[4/4] report ...")
-    t0 = time.perf_counter()
-    figures = [plot_roc_curves(predictions, comparisons, out_dir / "roc.png", titles=TEST_SPLITS).name]
-    for split in TEST_SPLITS:
-        figures.append(plot_generator_heatmap(comparisons[split], out_dir / f"generators_{split}.png",
-                                              title=TEST_SPLITS[split]).name)
-    if evidence_detector is not None:
-        figures += _evidence_figure(evidence_detector, splits["test_generators"], out_dir)
-    scores_csv = write_demo_scores(predictions, out_dir / "scores.csv")
+        reference = load_detector(trained[REFERENCE][0].folder, device=device)
+        figures += _evidence_figure(reference, splits["test"], out_dir)
     timings["report"] = time.perf_counter() - t0
+    overall.end()
     timings["total"] = time.perf_counter() - started
-    payload = {
+    timings["total_after_benchmark"] = timings["total"] - timings["benchmark"]
+    payload.update({
         "command": "hrrkit demo" + (" --quick" if quick else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": _machine(device),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "mode": "quick" if quick else "full",
-        "settings": {**asdict(settings), "seeds": list(settings.seeds)},
-        "benchmark": {"root": str(bench.root), "reused": bench.reused, "counts": counts, "key": bench.key},
-        "detectors": described,
-        "training": training,
-        "results": comparisons,
-        "robustness": robust_rows,
-        "best_detectors": best_paths,
+        "settings": {**asdict(settings), "seeds": list(settings.seeds), "target_fpr": TARGET_FPR,
+                     "robustness": list(ROBUSTNESS), "robustness_group": ROBUSTNESS_GROUP},
+        "benchmark": {"root": str(bench.root), "key": bench.key, "reused": bench.reused, "counts": counts,
+                      "seconds": round(timings["benchmark"], 1)},
+        "detectors": {name: describe_detector(configs[name]) for name in detectors},
+        "front_ends": {"+".join(names): fp for fp, names in front_ends.items()},
+        "detector_folders": {name: [t.folder for t in runs] for name, runs in trained.items()},
         "figures": figures,
         "scores_csv": scores_csv.name,
-        "timings_s": timings,
-    }
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    })
     atomic_write_json(out_dir / "report.json", payload)
-    tables = {split: format_comparison_table(comparisons[split]) for split in TEST_SPLITS}
-    atomic_write_text(out_dir / "report.md", _markdown(payload, tables))
+    atomic_write_text(out_dir / "report.md", _markdown(payload))
     print()
-    for split, table in tables.items():
-        print(f"{TEST_SPLITS[split]} ({split}):")
-        print(table)
-        print()
-    print(f"report: {out_dir / 'report.md'}  ({timings['total']:.0f} s)")
-    print(f"try the HRR detector on your images: hrrkit detect PATH --model {best_paths[REFERENCE]}")
+    print(f"{ROBUSTNESS_GROUP} (test: {payload['results'][ROBUSTNESS_GROUP]['n_real']} real, "
+          f"{payload['results'][ROBUSTNESS_GROUP]['n_fake']} generated):")
+    print(format_comparison_table(payload["results"][ROBUSTNESS_GROUP]))
+    print()
+    print(f"report: {out_dir / 'report.md'}  ({timings['total']:.0f} s, {timings['total_after_benchmark']:.0f} s "
+          "after the benchmark)")
+    print(f"try the demo's {REFERENCE} on your images: hrrkit detect PATH --model {trained[REFERENCE][0].folder}")
     return payload
 
 
-def _demo_cache_dir(cache_root: str | Path | None) -> Path:
-    """Where the demo keeps what it computes once (retrospected pairs, frozen features, perturbed copies):
-    beside the benchmark builds, so a rerun reuses them and deleting ``$HRRKIT_CACHE`` makes it cold."""
-    from hrrkit.datasets.wild import default_wild_root
-
-    return (Path(cache_root) if cache_root else default_wild_root().parent) / "demo-cache"
+def _group_auc(test: SplitData, scores: np.ndarray, group: str) -> float:
+    labels = test.labels
+    mask = (labels == 0) | (test.column("group") == group)
+    return roc_auc(labels[mask], scores[mask]) if (labels[mask] == 1).any() else math.nan
 
 
-def _perturbed_samples(samples, spec: str, folder: Path):
-    """The samples after a delivery chain (``hrrkit eval --perturb`` spec), written once as PNG files
-    (so the cached retrospection and features apply to them like to any image)."""
-    import dataclasses
-    import random
-
-    from PIL import Image
-
-    from hrrkit.eval.perturb import parse_perturbations
-    from hrrkit.utils.atomic import atomic_path
-
-    (perturbation,) = parse_perturbations([spec])
-    out = []
-    target = folder / spec.replace(":", "-")
-    for sample in samples:
-        path = target / f"{sample.label}-{sample.path.parent.name}-{sample.path.stem}.png"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(sample.path) as img:
-                changed = perturbation(img.convert("RGB"), random.Random(sample.path.name))
-            with atomic_path(path) as tmp:
-                changed.save(tmp, format="PNG")
-        out.append(dataclasses.replace(sample, path=path))
-    return out
+# ------------------------------------------------------------------------------------------- statistics
 
 
-def _auc(pred: dict[str, Any]) -> float:
-    from hrrkit.eval.metrics import roc_auc
-
-    return roc_auc(pred["labels"], pred["scores"])
-
-
-def _robustness_rows(clean: dict[str, list[dict[str, Any]]], perturbed: dict[str, dict[str, dict[str, Any]]]):
-    """AUC of seed 0 on ``test_generators`` as delivered (clean) and after each chain."""
-    rows = {}
-    for name, by_spec in perturbed.items():
-        rows[name] = {"clean": _auc(clean[name][0]), **{spec: _auc(pred) for spec, pred in by_spec.items()}}
-    return rows
+def _predictions(data: SplitData, trained: dict[str, list[Trained]], split: str, mask: np.ndarray,
+                 *, seeds: slice = slice(None)) -> dict[str, list[dict[str, Any]]]:
+    """``{detector: [prediction per seed]}`` in :func:`compare_detectors`' form on the rows ``mask``;
+    the family stands in for the generator (per-family tables)."""
+    paths = [p for p, keep in zip(data.paths, mask) if keep]
+    labels = data.labels[mask]
+    families = [f or None for f in data.column("family")[mask]]
+    return {name: [{"paths": paths, "labels": labels, "generators": families, "scores": t.scores[split][mask],
+                    "threshold": t.threshold} for t in runs[seeds]]
+            for name, runs in trained.items()}
 
 
-def write_demo_scores(predictions: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> Path:
-    """One row per (split, detector, seed index, image): the scores every report number comes from."""
+def summarize(scored: dict[str, SplitData], trained: dict[str, list[Trained]], settings: DemoSettings) -> dict[str, Any]:
+    """Every number of the report from the scores: per report group (and all generated images) the
+    comparison with intervals and verdicts, the calibrated threshold's false-positive rate on the test
+    reals (overall and per photo package) and the delivery-robustness AUCs of seed 0."""
+    test = scored["test"]
+    labels, groups = test.labels, test.column("group")
+    results: dict[str, Any] = {}
+    for group in (*GROUPS, "all"):
+        mask = (labels == 0) | ((groups == group) if group != "all" else (labels == 1))
+        if not (labels[mask] == 1).any():
+            continue
+        results[group] = compare_detectors(_predictions(test, trained, "test", mask), reference=REFERENCE,
+                                           metrics=METRICS, n_boot=settings.n_boot)
+    reals = labels == 0
+    packages = test.column("source_key")
+    false_positives: dict[str, Any] = {}
+    for name, runs in trained.items():
+        per_seed = [float((t.scores["test"][reals] >= t.threshold).mean()) for t in runs]
+        per_package = {}
+        for package in sorted(set(packages[reals])):
+            m = reals & (packages == package)
+            per_package[package] = {"n": int(m.sum()),
+                                    "fpr": float(np.mean([(t.scores["test"][m] >= t.threshold).mean() for t in runs]))}
+        false_positives[name] = {"n_real": int(reals.sum()), "mean": float(np.mean(per_seed)),
+                                 "std": float(np.std(per_seed)), "per_seed": per_seed, "per_package": per_package,
+                                 "val_achieved": float(np.mean([t.calibration["achieved_fpr"] for t in runs]))}
+    robustness: dict[str, dict[str, float]] = {}
+    clean_mask = (labels == 0) | (groups == ROBUSTNESS_GROUP)
+    for name, runs in trained.items():
+        first = runs[0]
+        row = {"as delivered": roc_auc(labels[clean_mask], first.scores["test"][clean_mask])}
+        for split, data in scored.items():
+            if split.startswith("test|"):
+                row[split.split("|", 1)[1]] = roc_auc(data.labels, first.scores[split])
+        robustness[name] = row
+    return {"results": results, "false_positives": false_positives, "robustness": robustness}
+
+
+def write_demo_scores(scored: dict[str, SplitData], trained: dict[str, list[Trained]], root: Path, path: Path) -> Path:
+    """One row per (split, detector, seed, image): the scores every report number comes from. ``split`` is
+    ``val``, ``test`` or ``test|<delivery chain>``; ``path`` is relative to the benchmark's folder (a
+    perturbed copy keeps its original's path)."""
+    columns = ("split", "detector", "seed", "path", "label", "group", "family", "generator", "source_key", "score",
+               "threshold")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["split", "detector", "seed_index", "path", "label", "generator", "score", "threshold"])
-        for split, by_detector in predictions.items():
-            for name, seeds in by_detector.items():
-                for k, pred in enumerate(seeds):
-                    for p, y, g, s in zip(pred["paths"], pred["labels"], pred["generators"], pred["scores"]):
-                        writer.writerow([split, name, k, p, int(y), g or "", repr(float(s)), pred["threshold"]])
+        writer.writerow(columns)
+        for name, runs in trained.items():
+            for t in runs:
+                for split, data in scored.items():
+                    if split not in t.scores:
+                        continue
+                    for row, score in zip(data.rows, t.scores[split]):
+                        writer.writerow([split, name, t.training["seed"], row["path"], row["label"],
+                                         row["group"] if row["label"] == "1" else "real", row["family"],
+                                         row["generator"], row["source_key"], repr(float(score)), repr(t.threshold)])
     return path
 
 
-def _machine(device: torch.device) -> str:
-    import os
+# ------------------------------------------------------------------------------------------- report
 
+
+def _figures(payload: dict[str, Any], scored: dict[str, SplitData], trained: dict[str, list[Trained]],
+             out_dir: Path) -> list[str]:
+    test = scored["test"]
+    labels, groups = test.labels, test.column("group")
+    groups_present = [g for g in GROUPS if g in payload["results"]]
+    by_group = {g: _predictions(test, trained, "test", (labels == 0) | (groups == g)) for g in groups_present}
+    figures = [plot_roc_curves(by_group, payload["results"], out_dir / "roc.png",
+                               titles={g: f"test: {g}" for g in groups_present}).name]
+    figures.append(plot_generator_heatmap(payload["results"]["all"], out_dir / "families.png",
+                                          title="test, every generated family", generators_as_rows=True).name)
+    return figures
+
+
+def _machine(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -350,87 +566,109 @@ def _machine(device: torch.device) -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{device}, {cores} cores ({cpu}), torch {torch.__version__}"
+    return f"{device}, {cores} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def _markdown(payload: dict[str, Any], tables: dict[str, str]) -> str:
+def _markdown(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     counts = payload["benchmark"]["counts"]
+    load = payload.get("load_average")
+    timings = payload["timings_s"]
+    columns = ("real", *GROUPS)
     lines = [
-        "# hrrkit demo: HRR and baselines on real generators' images",
+        "# hrrkit demo: the default's recipe, its ablations and the baselines on wild v2",
         "",
-        f"`{payload['command']}` on {payload['date']}, {payload['machine']}; "
-        f"{payload['timings_s']['total']:.0f} s. Every number below was measured in this run; "
-        f"`{payload['scores_csv']}` holds every score it comes from.",
+        f"`{payload['command']}` on {payload['date']}, {payload['machine']}"
+        + (f", load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end" if load else "")
+        + f"; {timings['total_after_benchmark']:.0f} s after the benchmark ({timings['benchmark']:.0f} s to build "
+        f"or reuse it). Every number below was measured in this run; `{payload['scores_csv']}` holds every score "
+        "it comes from.",
         "",
-        "## Data",
+        "## Data (wild v2, `WildV2Config(folds=5)`, seed 0; docs/wild_benchmark.md)",
         "",
-        "| split | real | generated | generators |",
-        "|---|---:|---:|---:|",
-        *[f"| {split} | {c.get('real', 0)} | {sum(n for g, n in c.items() if g != 'real')} | "
-          f"{len([g for g in c if g != 'real'])} |" for split, c in counts.items()],
+        "| split | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *[f"| {split} | " + " | ".join(str(c.get(k, 0)) for k in columns) + " |" for split, c in counts.items()],
         "",
-        "Training and validation fakes are regenerations of the training photographs; no real generator's "
-        "output is seen before the test. Every image went through the same final chain (size, WebP history, "
-        "PNG), so size and format tell nothing (docs/wild_benchmark_v1.md).",
+        "Families and photo packages are split into train / val / test: no test family or photo package is seen "
+        "in training or used for a choice. Every image went through the same final chain (224 px, one WebP "
+        "encode, PNG), and the classes were matched on file size, brightness, sharpness and colourfulness.",
         "",
         "## Detectors",
         "",
-        "| detector | retrospector | backbone input | backbone | scales | head | augment |",
-        "|---|---|---|---|---|---|---|",
+        "| detector | retrospector | backbone input | backbone | scales | style statistics | head | training |",
+        "|---|---|---|---|---|---|---|---|",
         *[f"| {name} | {d['retrospector']} | {d['backbone_input']} | {d['backbone']} | "
-          f"{', '.join(f'{s:g}' for s in d['scales'])} | {d['head']} | {d['augment']} |"
-          for name, d in payload["detectors"].items()],
+          f"{', '.join(f'{s:g}' for s in d['scales'])} | {'yes' if d['style_statistics'] else 'no'} | {d['head']} | "
+          f"{d['training']} |" for name, d in payload["detectors"].items()],
         "",
-        f"Same for all: {settings['epochs']} epochs, batch {settings['batch_size']}, AdamW lr {settings['lr']}, "
-        f"seeds {settings['seeds']}, the epoch with the best validation AP kept, threshold 0.5 on the probability. "
-        + ("The pretrained backbone is frozen for every detector (features computed once per image): "
-           "DIRE and CNNSpot fine-tune theirs, which does not fit a 10-minute CPU budget." if settings["frozen_backbone"] else ""),
+        f"Same for all: seeds {settings['seeds']} (a seed is the head's initialisation; NPR's seed also draws its "
+        f"batches and crops). Frozen detectors: the front end runs once per image; training images add "
+        f"{settings['copies']} `delivery` copies each (JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
+        f"and shared by every detector and seed); the head trains full batch for {settings['head_epochs']} epochs "
+        "with the detector's own loss, keeping the epoch with the best val AUC. CNNSpot's and DIRE's EfficientNet "
+        "is frozen here (their papers fine-tune it, which does not fit the CPU budget). NPR trains its CNN from "
+        f"scratch with the regular trainer on the same images ({settings['npr_epochs']} epochs, batch "
+        f"{settings['npr_batch_size']}, AdamW lr {settings['npr_lr']}, best val epoch). Every threshold is "
+        f"calibrated on the val reals for {settings['target_fpr']:.0%} false-positive rate and stored in the "
+        "detector's config (`detectors/<name>/seed<k>/`).",
         "",
     ]
-    for split, table in tables.items():
-        comp = payload["results"][split]
+    for group, comp in payload["results"].items():
+        title = "all generated images" if group == "all" else group
         lines += [
-            f"## {TEST_SPLITS[split]} (`{split}`: {comp['n_real']} real, {comp['n_fake']} generated)",
+            f"## Test: {title} ({comp['n_real']} real, {comp['n_fake']} generated)",
             "",
-            "Each cell: mean over training seeds [95 % bootstrap interval over images] ±std over seeds. "
-            f"ΔAUC: {comp['reference']} minus the row's detector, paired bootstrap over the same images; "
-            "\"no significant difference\" means its interval contains 0.",
+            "Each cell: mean over seeds [95 % bootstrap interval over images] ±std over seeds. ΔAUC: "
+            f"{comp['reference']} minus the row's detector, paired bootstrap over the same images; \"no "
+            "significant difference\" means its interval contains 0.",
             "",
-            table,
+            format_comparison_table(comp),
             "",
             _verdict_sentence(comp),
             "",
         ]
-    lines += ["## Figures", ""]
-    for fig in payload["figures"]:
-        lines += [f"![{fig}]({fig})", ""]
+    fp = payload["false_positives"]
+    packages = sorted({p for v in fp.values() for p in v["per_package"]})
+    first = next(iter(fp.values())) if fp else {"per_package": {}}
     lines += [
-        "## Delivery robustness (`test_generators`, seed 0, ROC-AUC)",
+        f"## False positives on the held-out photo packages (test reals, threshold for {settings['target_fpr']:.0%} "
+        "FPR on val reals)",
         "",
-        "| detector | as delivered | " + " | ".join(ROBUSTNESS) + " |",
-        "|---|---:|" + "---:|" * len(ROBUSTNESS),
-        *[f"| {name} | {_fmt(r['clean'])} | " + " | ".join(_fmt(r[s]) for s in ROBUSTNESS) + " |"
-          for name, r in payload["robustness"].items()],
+        "| detector | val FPR (calibrated on) | test FPR mean ±std | " + " | ".join(
+            f"{p} ({first['per_package'].get(p, {}).get('n', 0)})" for p in packages) + " |",
+        "|---|---:|---:|" + "---:|" * len(packages),
+        *[f"| {name} | {v['val_achieved']:.3f} | {v['mean']:.3f} ±{v['std']:.3f} | "
+          + " | ".join(_fmt(v["per_package"].get(p, {}).get("fpr")) for p in packages) + " |"
+          for name, v in fp.items()],
         "",
+        f"## Delivery robustness (test {settings['robustness_group']} vs test reals, seed {settings['seeds'][0]}, "
+        "ROC-AUC)",
+        "",
+        "| detector | as delivered | " + " | ".join(settings["robustness"]) + " |",
+        "|---|---:|" + "---:|" * len(settings["robustness"]),
+        *[f"| {name} | {_fmt(r['as delivered'])} | " + " | ".join(_fmt(r.get(s)) for s in settings["robustness"])
+          + " |" for name, r in payload["robustness"].items()],
+        "",
+        "## Figures",
+        "",
+        *[line for fig in payload["figures"] for line in (f"![{fig}]({fig})", "")],
         "## What this can and cannot tell",
         "",
-        "The test fakes are one or two thumbnails per generator from ComfyUI's template package, and the test "
-        "reals are crops of three held-out photographs: the intervals are wide, per-generator numbers rest on one "
-        "or two images, and the content of the two classes differs (any photograph vs whatever the templates "
-        "show). The benchmark can show whether a detector trained on content-matched regenerations transfers to "
-        "real generators at all, and compare detectors trained identically; it cannot rank close detectors or "
-        "stand in for a large benchmark (GenImage, DiffusionForensics), for which see examples/.",
+        "The test split has a few hundred images from families and photo packages never seen in training: the "
+        "intervals are wide, per-family cells rest on a handful of images (the count is in the row label), and a "
+        "detector that wins only within its interval has not won. Training is head-only on frozen features "
+        "(except NPR); the numbers are for this recipe at this budget, not for the papers' full training.",
         "",
         "## Timings (s)",
         "",
         "| stage | seconds |",
         "|---|---:|",
-        *[f"| {k} | {v:.1f} |" for k, v in payload["timings_s"].items()],
+        *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
         "",
     ]
     return "\n".join(lines)
@@ -451,8 +689,8 @@ def _verdict_sentence(comp: dict[str, Any]) -> str:
     return ("On these images: " + "; ".join(parts) + ".") if parts else ""
 
 
-def _evidence_figure(detector: HRRDetector, samples, out_dir: Path, count: int = 4) -> list[str]:
-    """A few test images (2 real, 2 generated) and, per scale, where the logit came from."""
+def _evidence_figure(detector: HRRDetector, test: SplitData, out_dir: Path, count: int = 4) -> list[str]:
+    """A few test images (2 real, 2 text-to-image) and, per scale, where the logit came from."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -461,10 +699,12 @@ def _evidence_figure(detector: HRRDetector, samples, out_dir: Path, count: int =
     from hrrkit.data.io import load_image
     from hrrkit.eval.evidence import MAPS_UNIT
 
-    picked = [s for s in samples if s.label == 0][: count // 2] + [s for s in samples if s.label == 1][: count // 2]
+    reals = [i for i, r in enumerate(test.rows) if r["label"] == "0"][: count // 2]
+    fakes = [i for i, r in enumerate(test.rows) if r["group"] == ROBUSTNESS_GROUP][: count // 2]
+    picked = [test.rows[i] for i in reals + fakes]
     if not picked:
         return []
-    images = [load_image(s.path) for s in picked]
+    images = [load_image(test.paths[i]) for i in reals + fakes]
     preds = detector.predict(images, with_maps=True)
     scales = list(preds[0]["maps"])
     fig, axes = plt.subplots(len(picked), 1 + len(scales), figsize=(2.2 * (1 + len(scales)) + 0.8, 2.3 * len(picked)),
@@ -475,8 +715,8 @@ def _evidence_figure(detector: HRRDetector, samples, out_dir: Path, count: int =
         canvas = pred["canvas"]
         extent = (0, canvas.shape[1], canvas.shape[0], 0)
         axes[row][0].imshow(canvas)
-        truth = "generated" if sample.label == 1 else "real"
-        origin = f" ({sample.generator})" if sample.generator else ""
+        truth = "generated" if sample["label"] == "1" else "real"
+        origin = f" ({sample['family']})" if sample["family"] else ""
         axes[row][0].set_title(f"{truth}{origin}\nscore {pred['score']:.2f}", fontsize=7)
         for col, scale in enumerate(scales, start=1):
             axes[row][col].imshow(canvas.mean(-1), cmap="gray", extent=extent)
