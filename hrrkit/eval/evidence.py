@@ -4,6 +4,7 @@ with a colour bar and a caption, plus the raw arrays for programs (``.npz``)."""
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 MAPS_UNIT = "contribution to the logit per feature cell (+ towards generated, - towards real)"
 MAPS_CAPTION = ("Red: regions whose backbone features push the score towards 'generated'; blue: towards "
-                "'real'; clear: little effect. Gradient x activation, one colour scale shared by all scales.")
+                "'real'; clear: little effect. Gradient x activation, one colour scale shared by all scales, "
+                "saturated at the 99th percentile of |contribution|.")
 
-_PANEL = 192  # longer side of each panel, pixels
+_PANEL = 256  # longer side of each panel, pixels (4 panels and the bar fit a page at about 2/3 size)
+#: the colour scale ends at this percentile of |contribution| over all maps: a few extreme cells would
+#: otherwise take the whole range and leave every other cell nearly clear (the figure looked empty)
+_SATURATION_PERCENTILE = 99.0
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -25,7 +30,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _colormap(values: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (uint8) and alpha in [0, 1] of a diverging colour map (blue − / red +) for ``values``."""
+    """RGB (uint8) and |value| / ``limit`` clipped to [0, 1] of a diverging colour map (blue − / red +)."""
     from matplotlib import colormaps
 
     lut = (colormaps["RdBu_r"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
@@ -46,19 +51,24 @@ def render_evidence(prediction: dict[str, Any], title: str = "") -> Image.Image:
     size = _panel_size(*canvas.shape[:2])
     base = Image.fromarray(canvas).resize(size, Image.Resampling.BILINEAR)
     grey = np.asarray(base.convert("L").convert("RGB"), dtype=np.float32)
-    limit = max((float(np.abs(m).max()) for m in maps.values() if m.size), default=0.0)
+    values = np.concatenate([np.abs(np.asarray(m, dtype=np.float32)).ravel() for m in maps.values() if m.size] or
+                            [np.zeros(1, np.float32)])
+    limit = float(np.percentile(values, _SATURATION_PERCENTILE)) or float(values.max())
     panels = [(f"score {prediction['score']:.2f}: {prediction['label']}", base)]
     for scale, m in maps.items():
         up = np.asarray(Image.fromarray(np.asarray(m, dtype=np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
-        rgb, alpha = _colormap(up, limit)
-        a = (0.15 + 0.7 * alpha)[..., None]
+        rgb, strength = _colormap(up, limit)
+        # opacity rises fast for weak contributions (square root), so the map reads at page width
+        a = (0.25 + 0.7 * np.sqrt(strength))[..., None]
         blended = (grey * (1 - a) + rgb.astype(np.float32) * a).round().astype(np.uint8)
         panels.append((f"scale {scale}: {prediction['scale_scores'].get(scale, float('nan')):.2f}", Image.fromarray(blended)))
-    font, small = _font(12), _font(10)
-    pad, head, bar_w = 6, 18, 14
-    caption = [MAPS_CAPTION[i : i + 95] for i in range(0, len(MAPS_CAPTION), 95)]
-    width = pad + len(panels) * (size[0] + pad) + bar_w + 70
-    height = (head if title else 0) + head + size[1] + pad + 14 * (len(caption) + 1) + pad
+    font, small = _font(16), _font(14)
+    pad, head, bar_w, line = 8, 22, 18, 18
+    width = pad + len(panels) * (size[0] + pad) + bar_w + 96
+    per_line = max(40, (width - 2 * pad) // 8)  # about 8 px per character at 14 px
+    caption = textwrap.wrap(MAPS_CAPTION, per_line)
+    lines = len(caption) + len(textwrap.wrap(f"Colour bar: {MAPS_UNIT}.", per_line))
+    height = (head if title else 0) + head + size[1] + pad + line * lines + pad
     fig = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(fig)
     y0 = 0
@@ -74,14 +84,18 @@ def render_evidence(prediction: dict[str, Any], title: str = "") -> Image.Image:
     ramp = np.linspace(limit, -limit, size[1])[:, None].repeat(bar_w, 1)
     rgb, _ = _colormap(ramp, limit)
     fig.paste(Image.fromarray(rgb), (x, y0 + head))
-    draw.text((x + bar_w + 3, y0 + head - 2), f"+{limit:.2g} gen.", fill="black", font=small)
-    draw.text((x + bar_w + 3, y0 + head + size[1] // 2 - 6), "0", fill="black", font=small)
-    draw.text((x + bar_w + 3, y0 + head + size[1] - 12), f"-{limit:.2g} real", fill="black", font=small)
+    draw.text((x + bar_w + 3, y0 + head - 2), f">= +{limit:.2g}", fill="black", font=small)
+    draw.text((x + bar_w + 3, y0 + head + 14), "gen.", fill="black", font=small)
+    draw.text((x + bar_w + 3, y0 + head + size[1] // 2 - 8), "0", fill="black", font=small)
+    draw.text((x + bar_w + 3, y0 + head + size[1] - 32), "real", fill="black", font=small)
+    draw.text((x + bar_w + 3, y0 + head + size[1] - 16), f"<= -{limit:.2g}", fill="black", font=small)
     y = y0 + head + size[1] + pad
-    for line in caption:
-        draw.text((pad, y), line, fill="black", font=small)
-        y += 14
-    draw.text((pad, y), f"Colour bar: {MAPS_UNIT}.", fill="black", font=small)
+    for text in caption:
+        draw.text((pad, y), text, fill="black", font=small)
+        y += line
+    for text in textwrap.wrap(f"Colour bar: {MAPS_UNIT}.", per_line):
+        draw.text((pad, y), text, fill="black", font=small)
+        y += line
     return fig
 
 

@@ -131,3 +131,19 @@ def test_evidence_figure_and_arrays(tmp_path):
         assert set(arrays.files) >= {"canvas", "score", "map_0.5", "map_1", "map_2", "scale_1"}
         np.testing.assert_array_equal(arrays["map_1"], pred["maps"]["1"])
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left
+
+
+def test_evidence_overlays_stay_visible_beside_one_extreme_cell():
+    """The colour scale saturates at a high percentile, so one extreme cell does not leave every
+    other cell nearly clear (the overlays used to be faint at page width)."""
+    rng = np.random.default_rng(0)
+    maps = {s: rng.standard_normal((12, 16)).astype(np.float32) * 0.01 for s in ("0.5", "1")}
+    maps["1"][3, 4] = 1.0
+    pred = {"canvas": np.full((96, 128, 3), 128, np.uint8), "maps": maps, "score": 0.7, "label": "generated",
+            "scale_scores": {"0.5": 0.6, "1": 0.7}}
+    figure = np.asarray(render_evidence(pred), dtype=np.int16)
+    panel = 256  # the panels' longer side
+    x0, y0 = 8 + 2 * (panel + 8), 22  # the scale-1 panel (after the image and scale 0.5)
+    overlay = figure[y0 : y0 + 192, x0 : x0 + panel]
+    chroma = overlay.max(axis=2) - overlay.min(axis=2)  # 0 on the grey image
+    assert np.median(chroma) > 8, np.median(chroma)  # about 0 when the extreme cell set the scale
