@@ -104,31 +104,22 @@ def default_rbf_width(num_basis: int, lo: float, hi: float) -> float:
 
 
 def _cardinal_cubic(u: torch.Tensor, with_slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Cardinal cubic B-spline N(u) on [0, 4) and, if asked, its derivative dN/du (zero elsewhere)."""
-    u2, u3 = u * u, u * u * u
-    v = 4.0 - u
-    zero = u * 0.0  # 0 outside the support, but NaN stays NaN (every comparison below is False)
-    in0, in1, in2, in3 = (u >= 0) & (u < 1), (u >= 1) & (u < 2), (u >= 2) & (u < 3), (u >= 3) & (u < 4)
-    value = torch.where(
-        in0,
-        u3 / 6,
-        torch.where(
-            in1,
-            (-3 * u3 + 12 * u2 - 12 * u + 4) / 6,
-            torch.where(in2, (3 * u3 - 24 * u2 + 60 * u - 44) / 6, torch.where(in3, v * v * v / 6, zero)),
-        ),
-    )
+    """Cardinal cubic B-spline N(u) on [0, 4) and, if asked, its derivative dN/du (zero elsewhere).
+
+    Written through the distance to the centre, a = |u − 2|: N = (2 − a)₊³/6 − 4(1 − a)₊³/6 (the four
+    cubic pieces in one expression, exactly), dN/du = sign(u − 2)·(−(2 − a)₊²/2 + 2(1 − a)₊²). A handful of
+    elementwise ops on the (..., D, K) tensor instead of four masked pieces: the CPU reference runs several
+    times faster, and NaN stays NaN (clamp and abs keep it).
+    """
+    centred = u - 2.0
+    a = centred.abs()
+    outer = (2.0 - a).clamp_min(0.0)
+    inner = (1.0 - a).clamp_min(0.0)
+    outer2, inner2 = outer * outer, inner * inner
+    value = (outer2 * outer - 4.0 * (inner2 * inner)) / 6.0
     if not with_slope:
         return value, None
-    slope = torch.where(
-        in0,
-        u2 / 2,
-        torch.where(
-            in1,
-            (-3 * u2 + 8 * u - 4) / 2,
-            torch.where(in2, (3 * u2 - 16 * u + 20) / 2, torch.where(in3, -v * v / 2, zero)),
-        ),
-    )
+    slope = torch.sign(centred) * (2.0 * inner2 - 0.5 * outer2)
     return value, slope
 
 
