@@ -52,7 +52,7 @@ class FrozenFitConfig:
 
     copies: int = 2
     augment: str = "delivery"
-    epochs: int = 300
+    epochs: int = 100
     lr: float = 3e-3
     weight_decay: float = 1e-4
     balance: bool = True
@@ -266,7 +266,7 @@ def scores_of(detector, values: torch.Tensor) -> torch.Tensor:
 
 
 def fit_head(detector, train: Descriptors, val: Descriptors | None, config: FrozenFitConfig, *,
-             eval_every: int = 10, progress: bool = True) -> FrozenFitResult:
+             eval_every: int = 5, progress: bool = True) -> FrozenFitResult:
     """Train ``detector.head`` (in place) on ``train``; keep the epoch with the best ``val`` AUC.
 
     The loss is the detector's own (:meth:`HRRDetector.compute_loss` on the fused logit and the
