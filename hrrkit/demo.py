@@ -55,6 +55,11 @@ GROUPS = ("text-to-image", "edit", "video", "upscale")
 #: Delivery chains (``hrrkit eval --perturb`` specs) for the robustness table, on :data:`ROBUSTNESS_GROUP`.
 ROBUSTNESS = ("webp:75", "jpeg:75", "downscale-then-jpeg:0.5")
 ROBUSTNESS_GROUP = "text-to-image"
+#: Detectors whose descriptor is a slice of another's: ``{detector: (source detector, scale)}``. hrr_dino_no_msr's
+#: plain token mean at scale 1 is the mean half (the first ``descriptor_dim`` columns) of hrr_dino's style
+#: statistics at scale 1 — the same numbers, so its backbone pass is not run again. Each run checks the
+#: slice against the detector's own front end on a few training images and describes in full if it differs.
+DERIVED_FRONT_ENDS = {"hrr_dino_no_msr": ("hrr_dino", 1.0)}
 #: The false-positive rate the threshold is calibrated for, on the val reals.
 TARGET_FPR = 0.05
 METRICS = ("roc_auc", "ap", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")
@@ -362,9 +367,13 @@ def run_demo(
 
     configs = {name: demo_detector_config(name) for name in detectors}
     models = {name: HRRDetector(configs[name]).to(device) for name in detectors if is_frozen(configs[name])}
+    derived = {name: (source, list(configs[source].rescale.scales).index(scale))
+               for name, (source, scale) in DERIVED_FRONT_ENDS.items()
+               if name in models and source in models and scale in configs[source].rescale.scales}
     front_ends: dict[str, list[str]] = {}
     for name, model in models.items():
-        front_ends.setdefault(front_end_fingerprint(model), []).append(name)
+        if name not in derived:
+            front_ends.setdefault(front_end_fingerprint(model), []).append(name)
 
     # the whole run's stages with rough costs (s on 2 idle cores) for the overall ETA
     n_describe = len(splits["train"].rows) * (settings.copies + 1) + sum(len(d.rows) for d in scored.values())
@@ -372,7 +381,8 @@ def run_demo(
     for names in front_ends.values():
         cost = 0.08 * n_describe * max(1.0, sum(s * s for s in configs[names[0]].rescale.scales)
                                         if configs[names[0]].rescale.enabled else 1.0)
-        stages.append((f"front end of {'+'.join(names)}: describe {n_describe} images and copies", cost))
+        shared = names + [d for d, (src, _) in derived.items() if src in names]
+        stages.append((f"front end of {'+'.join(shared)}: describe {n_describe} images and copies", cost))
     for name in detectors:
         for seed in settings.seeds:
             cost = (0.05 * settings.npr_epochs * len(splits["train"].rows) + 0.03 * n_describe
@@ -381,21 +391,28 @@ def run_demo(
     stages.append(("report: statistics and figures", 10.0))
     overall = OverallProgress(stages, started=started)
 
+    def describe_all(model: HRRDetector, label: str) -> dict[str, Any]:
+        train = splits["train"]
+        desc = {"train": describe(model, train.paths, train.labels.tolist(), weights=train.weights,
+                                  copies=settings.copies, augment="delivery", seed=0,
+                                  cache_dir=cache_dir / "descriptors", progress=progress, desc=f"{label}:train")}
+        for split, data in scored.items():
+            desc[split] = describe(model, data.paths, data.labels.tolist(), weights=data.weights, copies=0,
+                                   augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
+                                   progress=progress, desc=f"{label}:{split}")
+        return desc
+
     descriptors: dict[str, dict[str, Any]] = {}
     for names in front_ends.values():
         overall.begin(stages[overall.done][0])
         t0 = time.perf_counter()
-        model = models[names[0]]
-        train = splits["train"]
-        desc = {"train": describe(model, train.paths, train.labels.tolist(), weights=train.weights,
-                                  copies=settings.copies, augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
-                                  progress=progress, desc=f"{names[0]}:train")}
-        for split, data in scored.items():
-            desc[split] = describe(model, data.paths, data.labels.tolist(), weights=data.weights, copies=0,
-                                   augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
-                                   progress=progress, desc=f"{names[0]}:{split}")
+        desc = describe_all(models[names[0]], names[0])
         for name in names:
             descriptors[name] = desc
+        for name, (source, scale_index) in derived.items():
+            if source in names:
+                descriptors[name] = (_derived_descriptors(models[name], desc, scale_index, splits["train"])
+                                     or describe_all(models[name], name))
         timings[f"describe_{'+'.join(names)}"] = time.perf_counter() - t0
         overall.end()
 
@@ -444,6 +461,8 @@ def run_demo(
                       "seconds": round(timings["benchmark"], 1)},
         "detectors": {name: describe_detector(configs[name]) for name in detectors},
         "front_ends": {"+".join(names): fp for fp, names in front_ends.items()},
+        "derived_descriptors": {name: f"{source}, scale {configs[source].rescale.scales[i]:g}, first "
+                                f"{models[name].descriptor_dim} columns" for name, (source, i) in derived.items()},
         "detector_folders": {name: [t.folder for t in runs] for name, runs in trained.items()},
         "figures": figures,
         "scores_csv": scores_csv.name,
@@ -452,14 +471,34 @@ def run_demo(
     atomic_write_json(out_dir / "report.json", payload)
     atomic_write_text(out_dir / "report.md", _markdown(payload))
     print()
-    print(f"{ROBUSTNESS_GROUP} (test: {payload['results'][ROBUSTNESS_GROUP]['n_real']} real, "
-          f"{payload['results'][ROBUSTNESS_GROUP]['n_fake']} generated):")
-    print(format_comparison_table(payload["results"][ROBUSTNESS_GROUP]))
+    print(f"test ({payload['results']['all']['n_real']} real; generated per group in brackets), seed mean "
+          "[95% bootstrap interval over images] ±std over seeds:")
+    print(summary_table(payload))
     print()
     print(f"report: {out_dir / 'report.md'}  ({timings['total']:.0f} s, {timings['total_after_benchmark']:.0f} s "
           "after the benchmark)")
     print(f"try the demo's {REFERENCE} on your images: hrrkit detect PATH --model {trained[REFERENCE][0].folder}")
     return payload
+
+
+def _derived_descriptors(model: HRRDetector, source: dict[str, Any], scale_index: int, train: SplitData,
+                         check: int = 4) -> dict[str, Any] | None:
+    """``model``'s descriptors as the first ``model.descriptor_dim`` columns of ``source``'s scale
+    ``scale_index`` (see :data:`DERIVED_FRONT_ENDS`), after checking them against ``model``'s own front
+    end on the first ``check`` training images; ``None`` (and a note) when they differ."""
+    from hrrkit.train.frozen import Descriptors, describe
+
+    dim = model.descriptor_dim
+
+    def sliced(d: Descriptors) -> Descriptors:
+        return Descriptors(d.values[:, scale_index: scale_index + 1, :dim].clone(), d.labels, d.weights, d.paths)
+
+    own = describe(model, train.paths[:check], train.labels[:check].tolist(), progress=False)
+    if torch.allclose(own.values, sliced(source["train"]).values[:check], rtol=1e-5, atol=1e-5):
+        return {split: sliced(d) for split, d in source.items()}
+    print(f"demo: {model.config.name}'s descriptors are not a slice of its source's; describing them in full",
+          flush=True)
+    return None
 
 
 def _group_auc(test: SplitData, scores: np.ndarray, group: str) -> float:
@@ -608,7 +647,7 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         f"Same for all: seeds {settings['seeds']} (a seed is the head's initialisation; NPR's seed also draws its "
         f"batches and crops). Frozen detectors: the front end runs once per image; training images add "
-        f"{settings['copies']} `delivery` copies each (JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
+        f"`delivery` copies (copies per image: {settings['copies']}; JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
         f"and shared by every detector and seed); the head trains full batch for {settings['head_epochs']} epochs "
         "with the detector's own loss, keeping the epoch with the best val AUC. CNNSpot's and DIRE's EfficientNet "
         "is frozen here (their papers fine-tune it, which does not fit the CPU budget). NPR trains its CNN from "
@@ -618,6 +657,8 @@ def _markdown(payload: dict[str, Any]) -> str:
         "detector's config (`detectors/<name>/seed<k>/`).",
         "",
     ]
+    lines += ["## Summary (test split; AUC per report group, seed mean [95 % image-bootstrap interval] ±seed std)",
+              "", summary_table(payload), ""]
     for group, comp in payload["results"].items():
         title = "all generated images" if group == "all" else group
         lines += [
@@ -672,6 +713,31 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def summary_table(payload: dict[str, Any]) -> str:
+    """Markdown: one row per detector — what it is, test AUC per report group (seed mean [95 % image
+    bootstrap interval] ±seed std), TPR at 5 % FPR on text-to-image, the false-positive rate of the
+    val-calibrated threshold on the test reals, and the paired verdict against :data:`REFERENCE` on
+    text-to-image. What the README and the console show."""
+    from hrrkit.eval.comparison import _cell
+
+    results = payload["results"]
+    groups = [g for g in (*GROUPS, "all") if g in results]
+    head = ("| detector | retrospector → backbone | " + " | ".join(
+        f"{g} AUC ({results[g]['n_fake']})" for g in groups) + f" | {ROBUSTNESS_GROUP} TPR@5%FPR | test-real FPR"
+        f" | vs {REFERENCE} ({ROBUSTNESS_GROUP}) |")
+    rows = [head, "|---|---|" + "---:|" * (len(groups) + 2) + "---|"]
+    t2i = results.get(ROBUSTNESS_GROUP)
+    for name, d in payload["detectors"].items():
+        cells = [_cell(results[g]["detectors"][name]["roc_auc"]) for g in groups]
+        tpr = _fmt(t2i["detectors"][name]["tpr_at_5pct_fpr"]["mean"]) if t2i else "n/a"
+        fp = payload["false_positives"][name]
+        verdict = ("reference" if name == REFERENCE else t2i["versus_reference"].get(name, {}).get("verdict", "n/a")
+                   ) if t2i else "n/a"
+        rows.append(f"| {name} | {d['retrospector']} → {d['backbone']} | " + " | ".join(cells)
+                    + f" | {tpr} | {fp['mean']:.3f} ±{fp['std']:.3f} | {verdict} |")
+    return "\n".join(rows)
 
 
 def _verdict_sentence(comp: dict[str, Any]) -> str:

@@ -74,7 +74,7 @@ def test_quick_demo_writes_every_part_of_the_report(quick_demo):
     assert {"roc.png", "families.png", "evidence.png"} <= set(payload["figures"])
     for fig in payload["figures"]:
         assert (out / fig).stat().st_size > 1000 and f"({fig})" in report
-    for heading in ("False positives on the held-out photo packages", "Delivery robustness", "Timings"):
+    for heading in ("## Summary", "False positives on the held-out photo packages", "Delivery robustness", "Timings"):
         assert heading in report
     assert ROBUSTNESS_GROUP in payload["results"] and "all" in payload["results"]
     assert set(payload["robustness"][REFERENCE]) == {"as delivered", *ROBUSTNESS}
@@ -135,9 +135,12 @@ def test_a_rerun_reuses_the_benchmark_and_the_descriptors(quick_demo, tmp_path):
     console = io.StringIO()
     with contextlib.redirect_stdout(console):
         assert main(["demo", "--quick", "--out", str(tmp_path / "again"), "--cache", str(cache), "--no-progress",
-                     "--detectors", "hrr_dino_no_afr"]) == 0
+                     "--detectors", "hrr_dino_no_msr"]) == 0
     payload = json.loads((tmp_path / "again" / "report.json").read_text())
-    assert payload["benchmark"]["reused"] is True and set(payload["detectors"]) == {REFERENCE, "hrr_dino_no_afr"}
+    assert payload["benchmark"]["reused"] is True and set(payload["detectors"]) == {REFERENCE, "hrr_dino_no_msr"}
+    # no_msr's descriptor is a checked slice of hrr_dino's (no second backbone pass)
+    assert "hrr_dino_no_msr" in payload["derived_descriptors"]
+    assert "demo: hrr_dino_no_msr's descriptors are not a slice" not in console.getvalue()
     first = json.loads((out / "report.json").read_text())
     # the same descriptors and seed give the same scores
     assert payload["results"]["all"]["detectors"][REFERENCE]["roc_auc"]["mean"] == pytest.approx(
