@@ -244,7 +244,8 @@ def _train_frozen(name: str, detector: HRRDetector, descriptors: dict[str, Any],
     from hrrkit.train.frozen import FrozenFitConfig, fit_head, scores_of
 
     torch.manual_seed(seed)
-    detector.head = detector.config.head.build(detector.descriptor_dim, detector.config.loss)
+    device = next(detector.msr.parameters()).device
+    detector.head = detector.config.head.build(detector.descriptor_dim, detector.config.loss).to(device)
     fit_config = FrozenFitConfig(copies=settings.copies, augment="delivery", epochs=settings.head_epochs, seed=seed)
     result = fit_head(detector, descriptors["train"], descriptors["val"], fit_config, progress=progress)
     out = Trained(training={"seed": seed, "best_epoch": result.best_epoch, "val_auc": result.val_auc,
