@@ -198,6 +198,7 @@ def detect_files(
 
     from hrrkit.data.io import ImageLoadError, load_image
     from hrrkit.eval.evidence import MAPS_CAPTION, MAPS_UNIT, save_evidence
+    from hrrkit.utils.memory import release_freed_memory
     from hrrkit.utils.profile import active_profile, stage
 
     profile = active_profile()  # a StageProfile around this call divides its stage times by these images
@@ -241,6 +242,7 @@ def detect_files(
             profile.count_images(len(pending))
         pending.clear()
         pending_pixels = 0
+        release_freed_memory()  # what this batch freed, before the next one's peak adds to it
 
     for path in tqdm(files, desc="detect", unit="image", disable=not progress):
         try:

@@ -22,6 +22,7 @@ from hrrkit.models.config import ConfigError, DetectorConfig
 from hrrkit.models.hub import HubMixin
 from hrrkit.nn import DetectorHead, MultiScaleStyleRetrospection, ScaleConsistencyKL
 from hrrkit.retrospect.registry import build_retrospector
+from hrrkit.utils.memory import release_freed_memory
 from hrrkit.utils.profile import stage
 
 
@@ -168,6 +169,7 @@ class HRRDetector(HubMixin, nn.Module):
             with stage("rescale"):
                 scaled = self.msr.rescale(batch)
             del batch  # the full-size images: only their scaled views are needed from here on
+            release_freed_memory()
             if with_maps:
                 with torch.enable_grad():
                     out = self(scaled)

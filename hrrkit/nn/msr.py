@@ -707,8 +707,10 @@ class MultiScaleStyleRetrospection(nn.Module):
     def _view_descriptor(self, views: torch.Tensor):
         with profile_stage("rescale"):
             enhanced = self.line_enhancement(views) if self.line_enhancement is not None else views
-        with profile_stage("retrospection"):
-            recon = self.retrospector(enhanced) if self.retrospector is not None else None
+        recon = None
+        if self.retrospector is not None:
+            with profile_stage("retrospection"):
+                recon = self.retrospector(enhanced)
         if recon is not None and recon.shape != enhanced.shape:
             raise ValueError(
                 f"MultiScaleStyleRetrospection: the retrospector returned {tuple(recon.shape)} for "
