@@ -42,12 +42,12 @@ from hrrkit.models.presets import preset_config, preset_descriptions
 from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 #: The detectors of a full run, in report order: the shipped default's recipe, its ablations, the baselines.
-DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_no_afr", "univfd", "cnnspot", "npr")
+DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_afr", "univfd", "cnnspot", "npr")
 #: Detectors that retrospect every image with the diffusion model (about 1 s per image on 2 cores): beyond
 #: the 10-minute budget, added with ``--detectors``.
 RESIDUAL_DETECTORS = ("hrr_dino_residual", "dire")
 #: ``--quick``: the default's recipe, its linear-head ablation (same front end), a frozen CNN and NPR.
-QUICK_DETECTORS = ("hrr_dino", "hrr_dino_no_afr", "cnnspot", "npr")
+QUICK_DETECTORS = ("hrr_dino", "hrr_dino_afr", "cnnspot", "npr")
 #: The detector every other one is compared with (paired bootstrap of the AUC difference).
 REFERENCE = "hrr_dino"
 #: Report groups: each group's generated test images against every real test image.
@@ -380,8 +380,11 @@ def run_demo(
     n_describe = len(splits["train"].rows) * (settings.copies + 1) + sum(len(d.rows) for d in scored.values())
     stages: list[tuple[str, float]] = []
     for names in front_ends.values():
-        cost = 0.08 * n_describe * max(1.0, sum(s * s for s in configs[names[0]].rescale.scales)
-                                        if configs[names[0]].rescale.enabled else 1.0)
+        config = configs[names[0]]
+        pixels = sum(s * s for s in config.rescale.scales) if config.rescale.enabled else 1.0
+        # rough s per image and unit of pixels: a ViT-S/14 costs 6x an EfficientNet-Lite0 at 224 px
+        # (0.127 vs 0.021 CPU-s per image, benchmarks/results/cpu-2core-reference/backbones.json)
+        cost = n_describe * pixels * (0.017 if config.backbone.name.startswith("efficientnet") else 0.1)
         shared = names + [d for d, (src, _) in derived.items() if src in names]
         stages.append((f"front end of {'+'.join(shared)}: describe {n_describe} images and copies", cost))
     for name in detectors:
