@@ -88,6 +88,22 @@ def run_one(name: str, variant: str, images: Path, work: Path, threads: int, map
     return result
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results as JSON here")
@@ -133,8 +149,8 @@ def main() -> int:
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         payload = {"bound_mb": BOUND_MB, "photo_sizes_wh": SIZES, "small_count": args.small_count,
-                   "threads": args.threads, "machine": f"{platform.machine()} {platform.processor()}".strip(),
-                   "cpus": os.cpu_count(), "torch": torch.__version__, "rows": rows}
+                   "threads": args.threads, "machine": f"{platform.machine()} {_cpu_name()}".strip(),
+                   "cpus": os.cpu_count(), "torch": torch.__version__, "commit": _commit(), "rows": rows}
         Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     return 0 if all(r.get("within_bound", True) for r in rows) else 1
 
