@@ -93,17 +93,30 @@ def _variants() -> dict[str, Variant]:
         "lin-style-b3-12-s05": Variant("dino-image", scales=(0.5,), head=linear),
         "lin-style-b3-12-s05+1": Variant(**best, head=linear),
         "lin-both-b3-12-s05+1": Variant(**best, statistics="both", head=linear),
-        "lin-line-style-b3-12-s1": Variant("dino-line", head=linear),
+        # line enhancement and the CLS tokens are compared without augmented copies (a third of the backbone
+        # passes), against the same features without them
+        "lin-style-b3-12-s1-noaug": Variant("dino-image", head=linear, copies=0),
+        "lin-line-style-b3-12-s1-noaug": Variant("dino-line", head=linear, copies=0),
         "lin-residual-style-b3-12-s1": Variant("dino-residual", head=linear, copies=0),
-        "lin-cls-b3-12-s05+1": Variant("dino-cls", scales=(0.5, 1.0), statistics="cls", head=linear),
+        "lin-cls-b3-12-s05+1-noaug": Variant("dino-cls", scales=(0.5, 1.0), statistics="cls", head=linear, copies=0),
         "lin-style-b3-12-s05+1-noaug": Variant(**best, head=linear, copies=0),
         # UnivFD's recipe on the same backbone: a linear probe on the last CLS token, one scale
-        "univfd-cls12-s1": Variant("dino-cls", blocks=(12,), statistics="cls", head=linear),
+        "univfd-cls12-s1": Variant("dino-cls", blocks=(12,), statistics="cls", head=linear, copies=0),
         # plain pooling of the same tokens (no style statistics): what hrr_dino_no_msr keeps
         "lin-mean-b3-12-s1": Variant("dino-image", statistics="mean", head=linear),
         # heads on the chosen features (AFR costs seconds per epoch on this CPU: 40 epochs)
         "afr-bspline-style-b3-12-s1": Variant("dino-image", fit={"epochs": 40}),
         "afr-rbf-style-b3-12-s1": Variant("dino-image", head={"head.basis": "rbf"}, fit={"epochs": 40}),
+        "afr-bspline-style-b3-12-s1-lr1e-2": Variant("dino-image", fit={"epochs": 100, "lr": 1e-2}),
+        "afr-bspline-style-b3-12-s1-lr3e-2": Variant("dino-image", fit={"epochs": 100, "lr": 3e-2}, lofo=False),
+        "afr-bspline-style-b3-12-s1-lr3e-2-k4": Variant("dino-image", head={"head.num_basis": 4},
+                                                        fit={"epochs": 100, "lr": 3e-2}, lofo=False),
+        "afr-bspline-style-b3-12-s1-lr3e-2-std": Variant("dino-image", head={"head.normalization": "standardize"},
+                                                         fit={"epochs": 100, "lr": 3e-2}),
+        "afr-bspline-style-b3-12-s1-lr3e-2-l3e-3": Variant("dino-image", head={"loss.sparsity": 3e-3},
+                                                           fit={"epochs": 100, "lr": 3e-2}, lofo=False),
+        "afr-bspline-style-b3-12-s1-lr3e-2-k16": Variant("dino-image", head={"head.num_basis": 16},
+                                                         fit={"epochs": 100, "lr": 3e-2}, lofo=False),
         "afr-bspline-style-b3-12-s05+1": Variant(**best, fit={"epochs": 40}, lofo=False),
         "afr-bspline-style-b3-12-s05+1-nokl": Variant(**best, head={"loss.scale_kl": 0.0}, fit={"epochs": 40},
                                                       lofo=False),
@@ -203,15 +216,43 @@ def evaluate(name: str, variant: Variant, desc: Descriptors, meta: dict) -> dict
     return out
 
 
+def markdown_table(results: dict) -> str:
+    """One row per variant: val AUC/AP, leave-family-out mean and pooled AUC, pooled AUC per group."""
+    def f(v):
+        return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+    rows = ["| variant | front end | scales | blocks | statistics | head | copies | val AUC | val AP | LOFO AUC (mean of 5) "
+            "| LOFO pooled | t2i | edit | video | upscale |", "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        v = r["variant"]
+        head = ", ".join(f"{k.split('.')[-1]}={x}" for k, x in v["head"].items() if k != "loss.correntropy") or "AFR"
+        if v.get("fit"):
+            head += " (" + ", ".join(f"{k}={x}" for k, x in v["fit"].items()) + ")"
+        rows.append(f"| {name} | {v['front_end']} | {'+'.join(f'{x:g}' for x in v['scales'])} | "
+                    f"{','.join(str(b) for b in v['blocks'])} | {v['statistics']} | {head} | {v['copies']} | "
+                    f"{f(r['val_auc'])} | {f(r['val_ap'])} | {f(r.get('lofo_auc_mean'))} | {f(r.get('lofo_auc_pooled'))} | "
+                    f"{f(r.get('lofo_auc_text-to-image'))} | {f(r.get('lofo_auc_edit'))} | {f(r.get('lofo_auc_video'))} | "
+                    f"{f(r.get('lofo_auc_upscale'))} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cache", type=Path)
     parser.add_argument("--variants", default="", help="comma list (default: all)")
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--table", nargs="+", type=Path, metavar="RESULTS_JSON",
+                        help="print the Markdown table of these result files and exit")
     parser.add_argument("--max-per-source", type=lambda v: None if v == "none" else int(v), default=64,
                         help="photos kept per photo package (wild v2's default 64; 'none' = all)")
     args = parser.parse_args(argv)
+    if args.table:
+        results = {}
+        for path in args.table:
+            results.update(json.loads(path.read_text()))
+        print(markdown_table(results))
+        return 0
     torch.set_num_threads(2)
     bench = build_wild_v2(progress=True, config=WildV2Config(folds=5, max_per_source=args.max_per_source))
     rows = bench.records("train") + bench.records("val")
