@@ -144,8 +144,11 @@ DETECTION_FIELD_DOCS = {
 }
 
 # processed pixels (all views x all scales) per forward pass; an image above the budget is scored
-# alone. Peak memory against image size: benchmarks/detect_memory.py
-DEFAULT_PIXEL_BUDGET = 6_000_000
+# alone. The networks take at most DEFAULT_CALL_PIXELS per call whatever this is; what grows with it
+# is the views, enhanced views, reconstructions and residuals of the pass, all held at once: 2 MP
+# instead of 6 MP took hrr reading whole images from 1386 to 1113 MB on 13 photos and from 1035 to
+# 855 MB on 64 of 256 px (benchmarks/detect_memory.py).
+DEFAULT_PIXEL_BUDGET = 2_000_000
 
 
 @dataclass

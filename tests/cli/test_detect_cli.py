@@ -123,7 +123,7 @@ def test_detect_help_explains_batching_and_every_column(capsys):
         main(["detect", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--batch-size N most images per forward pass (default: 16)" in text
-    assert "--pixel-budget PIXELS" in text and "(default: 6000000" in text
+    assert "--pixel-budget PIXELS" in text and "(default: 2000000" in text
     for column in ("score", "label", "scale_scores", "note", "error"):
         assert f" {column} " in text
     assert "not their mean" in text and "unsure" in text
