@@ -133,7 +133,9 @@ def retrospector_label(config: Any) -> str:
     kind = config.kind
     if kind == "blur":
         return f"blur σ={config.blur_sigma:g} px (ablation, no diffusion model)"
-    if kind in ("none", "identity"):
-        return f"{kind} (ablation, no reconstruction)"
+    if kind == "none":
+        return "none (the backbone sees the image itself)"
+    if kind == "identity":
+        return "identity (ablation, zero residual)"
     options = ", ".join(f"{k}={v}" for k, v in sorted((config.options or {}).items()))
     return f"{kind} ({config.path}{', ' + options if options else ''})"
