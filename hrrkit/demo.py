@@ -42,11 +42,11 @@ from hrrkit.models.presets import preset_config, preset_descriptions
 from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 #: The detectors of a full run, in report order: the shipped default's recipe, its ablations, the baselines.
-DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_afr", "univfd", "cnnspot", "npr")
-#: Detectors that retrospect every image with the diffusion model (about 1 s per image on 2 cores): beyond
-#: the 10-minute budget, added with ``--detectors``.
+DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_afr", "hrr_dino_multiscale", "univfd", "cnnspot", "npr")
+#: Detectors that retrospect every image with the diffusion model (their front end measured 1.5x hrr_dino's
+#: CPU time, docs/design.md): beyond the 10-minute budget, added with ``--detectors``.
 RESIDUAL_DETECTORS = ("hrr_dino_residual", "dire")
-#: ``--quick``: the default's recipe, its linear-head ablation (same front end), a frozen CNN and NPR.
+#: ``--quick``: the default's recipe, its AFR-head variant (same front end), a frozen CNN and NPR.
 QUICK_DETECTORS = ("hrr_dino", "hrr_dino_afr", "cnnspot", "npr")
 #: The detector every other one is compared with (paired bootstrap of the AUC difference).
 REFERENCE = "hrr_dino"
@@ -55,11 +55,17 @@ GROUPS = ("text-to-image", "edit", "video", "upscale")
 #: Delivery chains (``hrrkit eval --perturb`` specs) for the robustness table, on :data:`ROBUSTNESS_GROUP`.
 ROBUSTNESS = ("webp:75", "jpeg:75", "downscale-then-jpeg:0.5")
 ROBUSTNESS_GROUP = "text-to-image"
-#: Detectors whose descriptor is a slice of another's: ``{detector: (source detector, scale)}``. hrr_dino_no_msr's
-#: plain token mean at scale 1 is the mean half (the first ``descriptor_dim`` columns) of hrr_dino's style
-#: statistics at scale 1 — the same numbers, so its backbone pass is not run again. Each run checks the
-#: slice against the detector's own front end on a few training images and describes in full if it differs.
-DERIVED_FRONT_ENDS = {"hrr_dino_no_msr": ("hrr_dino", 1.0)}
+#: Detectors whose descriptor is a slice of another's: ``{detector: ((source detector, scale), ...)}``, the
+#: first source present in the run is used. hrr_dino's (and hrr_dino_afr's) descriptor is hrr_dino_multiscale's
+#: scale-1 descriptor; hrr_dino_no_msr's plain token mean at scale 1 is the mean half (the first
+#: ``descriptor_dim`` columns) of the style statistics at scale 1 — the same numbers, so no backbone pass
+#: runs twice. Each run checks the slice against the detector's own front end on a few training images
+#: and describes in full if it differs.
+DERIVED_FRONT_ENDS = {
+    "hrr_dino": (("hrr_dino_multiscale", 1.0),),
+    "hrr_dino_afr": (("hrr_dino_multiscale", 1.0),),
+    "hrr_dino_no_msr": (("hrr_dino_multiscale", 1.0), ("hrr_dino", 1.0), ("hrr_dino_afr", 1.0)),
+}
 #: The false-positive rate the threshold is calibrated for, on the val reals.
 TARGET_FPR = 0.05
 METRICS = ("roc_auc", "ap", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")
@@ -368,9 +374,13 @@ def run_demo(
 
     configs = {name: demo_detector_config(name) for name in detectors}
     models = {name: HRRDetector(configs[name]).to(device) for name in detectors if is_frozen(configs[name])}
-    derived = {name: (source, list(configs[source].rescale.scales).index(scale))
-               for name, (source, scale) in DERIVED_FRONT_ENDS.items()
-               if name in models and source in models and scale in configs[source].rescale.scales}
+    derived: dict[str, tuple[str, int]] = {}
+    for name, candidates in DERIVED_FRONT_ENDS.items():
+        for source, scale in candidates if name in models else ():
+            scales = list(configs[source].rescale.scales) if source in models else []
+            if source not in derived and scale in scales:
+                derived[name] = (source, scales.index(scale))
+                break
     front_ends: dict[str, list[str]] = {}
     for name, model in models.items():
         if name not in derived:
