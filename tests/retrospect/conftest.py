@@ -8,8 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from hrrkit.retrospect.tiny import save_tiny_pipeline
-
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -23,11 +21,15 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def pixel_pipeline(tmp_path_factory) -> str:
+    from hrrkit.retrospect.tiny import save_tiny_pipeline
+
     return str(save_tiny_pipeline(tmp_path_factory.mktemp("pixel") / "pipe", "pixel"))
 
 
 @pytest.fixture(scope="session")
 def latent_pipeline(tmp_path_factory) -> str:
+    from hrrkit.retrospect.tiny import save_tiny_pipeline
+
     return str(save_tiny_pipeline(tmp_path_factory.mktemp("latent") / "pipe", "latent"))
 
 
