@@ -116,7 +116,9 @@ def _cardinal_cubic(u: torch.Tensor, with_slope: bool) -> tuple[torch.Tensor, to
     outer = (2.0 - a).clamp_min(0.0)
     inner = (1.0 - a).clamp_min(0.0)
     outer2, inner2 = outer * outer, inner * inner
-    value = (outer2 * outer - 4.0 * (inner2 * inner)) / 6.0
+    # + 0·u: outside the support the clamps pass no gradient, yet a non-finite coefficient must still poison
+    # its feature's gradient everywhere (0·NaN = NaN), as the fused kernel's (and the piecewise form's) does
+    value = (outer2 * outer - 4.0 * (inner2 * inner)) / 6.0 + 0.0 * u
     if not with_slope:
         return value, None
     slope = torch.sign(centred) * (2.0 * inner2 - 0.5 * outer2)
