@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Builds (or reuses) wild v2 (photographs from photo packages vs real generators' outputs; "
         "families and packages split into train / val / test), trains the shipped default's recipe, its "
         "ablations and the baselines on the same data and seeds (frozen front ends run once per image and are "
-        "cached; the head's epoch is chosen on val; the threshold is calibrated on the val reals for 5%% FPR), "
+        "cached; the head's epoch is chosen on val; the threshold is calibrated on the val reals for 5 % FPR), "
         "scores the test split once and writes report.md/json, scores.csv, ROC curves per group, a per-family "
         "heat table and an evidence figure.",
     )
