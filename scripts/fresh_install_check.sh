@@ -24,4 +24,5 @@ row = json.loads(open(sys.argv[1]).read().splitlines()[0])
 assert row["label"] in {"real", "generated", "unsure"} and 0.0 <= float(row["score"]) <= 1.0, row
 print("fresh install: verdict", row["label"], "score", row["score"])
 PY
-HRRKIT_CACHE="$work/cache" "$work/venv/bin/hrrkit" detect --about | head -n 12
+HRRKIT_CACHE="$work/cache" "$work/venv/bin/hrrkit" detect --about > "$work/about.md"
+grep -q "^# hrrkit:default" "$work/about.md" && head -n 12 "$work/about.md"
