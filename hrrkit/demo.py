@@ -39,6 +39,7 @@ from hrrkit.eval.metrics import calibrate_threshold, roc_auc
 from hrrkit.models.config import DetectorConfig
 from hrrkit.models.detector import HRRDetector
 from hrrkit.models.presets import preset_config, preset_descriptions
+from hrrkit.train.frozen import FrozenFitConfig
 from hrrkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 #: The detectors of a full run, in report order: the shipped default's recipe, its ablations, the baselines.
@@ -83,8 +84,10 @@ class DemoSettings:
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
-    copies: int = 2
-    head_epochs: int = 300
+    copies: int = FrozenFitConfig.copies
+    # the shipped default's schedule (scripts/ship_default_detector.py uses FrozenFitConfig's defaults too),
+    # so the demo's hrr_dino seed 0 is the shipped head
+    head_epochs: int = FrozenFitConfig.epochs
     npr_epochs: int = 6
     npr_batch_size: int = 32
     npr_lr: float = 2e-3
@@ -92,7 +95,7 @@ class DemoSettings:
 
 
 FULL_SETTINGS = DemoSettings()
-QUICK_SETTINGS = DemoSettings(seeds=(0,), copies=1, head_epochs=100, npr_epochs=1, n_boot=200)
+QUICK_SETTINGS = DemoSettings(seeds=(0,), copies=1, npr_epochs=1, n_boot=200)
 
 
 def demo_detector_config(name: str) -> DetectorConfig:
