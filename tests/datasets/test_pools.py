@@ -69,8 +69,7 @@ def test_generated_catalogue_and_wheels_leave_the_reserved_sources_out() -> None
     files = generated_files()
     assert len(files) == 523
     assert not any(f.template.lower().startswith("api_") for f in files)
-    wheels = {w for f in files for w in f.members} | set(MEDIA_WHEELS)
-    assert not any("media-api" in w for w in wheels)
+    assert {w for f in files for w in f.members} <= set(MEDIA_WHEELS)  # the pinned allow-list only
     assert len(MEDIA_WHEELS) == 14 and set(QUICK_WHEELS) <= set(MEDIA_WHEELS)
     # the quick wheel holds generator outputs of every report group
     quick_groups = {KIND_TO_GROUP[f.kind] for f in files if f.is_output and set(f.members) & set(QUICK_WHEELS)}
@@ -84,26 +83,24 @@ def test_generated_catalogue_and_wheels_leave_the_reserved_sources_out() -> None
 
 
 def test_is_reserved_and_drop_reserved_drop_the_whole_cluster() -> None:
-    assert is_reserved("api_openai_image_1") and is_reserved("API_bfl_flux") and not is_reserved("image_qwen_api")
-    assert is_reserved("", "comfyui-workflow-templates-media-api==0.3.1")
-    assert not is_reserved("", "comfyui-workflow-templates-media-image==0.3.160")
+    assert is_reserved("api_0_made_up_template") and is_reserved("API_0_MADE_UP") and not is_reserved("image_qwen_api")
 
     def make(sha: str, template: str, cluster: str, wheel: str = MEDIA_WHEELS[0]) -> GeneratedFile:
         return GeneratedFile(sha, {wheel: f"x/templates/{template}-1.webp"}, template, 1, "t2i", "g", "fam", "output",
                              cluster, 1, 400, 400)
 
     kept = drop_reserved([
-        make("a" * 64, "api_vendor_image", "c1"),
+        make("a" * 64, "api_0_made_up_template", "c1"),
         make("b" * 64, "flux_dev_copy", "c1"),  # a copy of a reserved picture under another name: out too
         make("c" * 64, "sdxl_simple", "c2"),
-        make("d" * 64, "sd1_default", "c3", wheel="comfyui-workflow-templates-media-api==0.1.0"),
+        make("d" * 64, "sd1_default", "c3", wheel="comfyui-workflow-templates-media-other==0.0.1"),  # unlisted
     ])
     assert [f.sha256[0] for f in kept] == ["c"]
 
 
-def test_generated_pool_refuses_a_reserved_or_unknown_wheel(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="reserved"):
-        GeneratedPool(root=tmp_path, wheels=["comfyui-workflow-templates-media-api==0.3.1"])
+def test_generated_pool_refuses_any_wheel_outside_its_allow_list(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown media wheel"):
+        GeneratedPool(root=tmp_path, wheels=["comfyui-workflow-templates-media-other==0.0.1"])
     with pytest.raises(ValueError, match="unknown media wheel"):
         GeneratedPool(root=tmp_path, wheels=["comfyui-workflow-templates-media-image==9.9.9"])
     with pytest.raises(ValueError, match="frames"):
