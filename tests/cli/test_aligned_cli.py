@@ -6,18 +6,9 @@ import csv
 import json
 
 import pytest
-import torch
 
 from hrrkit.cli import main
 from hrrkit.testing.aligned import save_tiny_autoencoders, write_photos
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()

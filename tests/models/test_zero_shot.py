@@ -13,14 +13,6 @@ from hrrkit.retrospect.aligned import load_autoencoders
 from hrrkit.testing.aligned import save_tiny_autoencoders, write_photos
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def aligned(tmp_path_factory):
     """(autoencoders, [(real png, {ae: reconstruction png})]) for five photos."""
