@@ -3,14 +3,15 @@
 1. build (or reuse) wild v2 (:mod:`hrrkit.datasets.wild_v2`, ``WildV2Config(folds=5)``, seed 0: the build
    the default detector was chosen and trained on, so the caches are shared): photographs from photo
    packages vs real generators' outputs, families and photo packages split into train / val / test;
-2. per front end (detectors whose frozen front ends agree share it): run the front end once per image
-   (:func:`hrrkit.train.frozen.describe`, cached on disk) — train with 2 ``delivery`` copies per image
-   (drawn once with seed 0, shared by every detector and seed), val, test, and the text-to-image test
-   group after three delivery chains;
-3. per detector and seed (the seed is the head's initialisation): fit the head
-   (:func:`hrrkit.train.frozen.fit_head`, epoch chosen on val), calibrate the threshold on the val reals
-   at 5 % false-positive rate, save ``detectors/<name>/seed<k>/``; NPR (a CNN from scratch) trains with
-   the regular trainer on the same images;
+2. run every frozen front end once per image and view (:func:`hrrkit.train.frozen.describe_together`,
+   cached on disk; detectors whose front ends agree share them, and the DINOv2 front ends share one ViT
+   pass per view, :func:`hrrkit.models.dinov2.shared_trunk`) — train with 2 ``delivery`` copies per
+   image (drawn once with seed 0, shared by every detector and seed), val, test, and the text-to-image
+   test group after three delivery chains;
+3. per detector: fit the head (:func:`hrrkit.train.frozen.fit_head`, epoch chosen on val) once — it
+   starts from zero and trains full batch on fixed descriptors, so every seed gives the same head —
+   calibrate the threshold on the val reals at 5 % false-positive rate, save ``detectors/<name>/seed<k>/``;
+   NPR (a CNN from scratch) trains with the regular trainer on the same images, once per seed;
 4. score the test split once and write ``runs/demo/``: ``report.md`` / ``report.json`` (per report group
    AUC, AP, TPR at 1 % and 5 % FPR with bootstrap intervals, seed mean ± std and the paired verdict vs
    ``hrr_dino``; the calibrated threshold's false-positive rate on the held-out photo packages; delivery
@@ -47,8 +48,9 @@ DETECTORS = ("hrr_dino", "hrr_dino_no_msr", "hrr_dino_afr", "hrr_dino_multiscale
 #: Detectors that retrospect every image with the diffusion model (their front end measured 1.5x hrr_dino's
 #: CPU time, docs/design.md): beyond the 10-minute budget, added with ``--detectors``.
 RESIDUAL_DETECTORS = ("hrr_dino_residual", "dire")
-#: ``--quick``: the default's recipe, its AFR-head variant (same front end), a frozen CNN and NPR.
-QUICK_DETECTORS = ("hrr_dino", "hrr_dino_afr", "cnnspot", "npr")
+#: ``--quick``: the default's recipe, its AFR-head variant (same front end), UnivFD (its CLS tokens come from
+#: hrr_dino's ViT pass), a frozen CNN and NPR.
+QUICK_DETECTORS = ("hrr_dino", "hrr_dino_afr", "univfd", "cnnspot", "npr")
 #: The detector every other one is compared with (paired bootstrap of the AUC difference).
 REFERENCE = "hrr_dino"
 #: Report groups: each group's generated test images against every real test image.
@@ -76,7 +78,8 @@ METRICS = ("roc_auc", "ap", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")
 class DemoSettings:
     """How much the demo trains: the same for every detector.
 
-    ``seeds``: head initialisations per detector (the tables show mean ± std over them); ``copies``:
+    ``seeds``: NPR's training seeds (the tables show mean ± std over them; a frozen head is fitted once, with
+    the first: every seed gives the same zero-initialised full-batch fit); ``copies``:
     ``delivery``-augmented copies per training image besides the file itself (drawn once with seed 0 and
     shared by every detector and seed); ``head_epochs``: full-batch epochs of a frozen detector's head;
     ``npr_epochs`` / ``npr_batch_size`` / ``npr_lr``: NPR's CNN from scratch (the regular trainer);
@@ -338,7 +341,7 @@ def run_demo(
     :data:`DETECTORS`, :data:`QUICK_DETECTORS` with ``quick``); :data:`REFERENCE` is always included.
     """
     from hrrkit.datasets.wild_v2 import WildV2Config, build_wild_v2, default_wild_v2_root
-    from hrrkit.train.frozen import describe, front_end_fingerprint
+    from hrrkit.train.frozen import front_end_fingerprint
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -389,54 +392,61 @@ def run_demo(
         if name not in derived:
             front_ends.setdefault(front_end_fingerprint(model), []).append(name)
 
-    # the whole run's stages with rough costs (s on 2 idle cores) for the overall ETA
-    n_describe = len(splits["train"].rows) * (settings.copies + 1) + sum(len(d.rows) for d in scored.values())
+    members = {names[0]: names for names in front_ends.values()}  # one model per front end, and who shares it
+    sources = {first: names + [d for d, (src, _) in derived.items() if src in names] for first, names in members.items()}
+    trunks = _trunk_groups({name: models[name] for name in sources})
+    n_scored = sum(len(d.rows) for d in scored.values())
+    n_describe = len(splits["train"].rows) * (settings.copies + 1) + n_scored
+    # the whole run's stages with rough costs (s on 2 idle cores, measured 2026-12-07) for the overall ETA
     stages: list[tuple[str, float]] = []
-    for names in front_ends.values():
-        config = configs[names[0]]
-        pixels = sum(s * s for s in config.rescale.scales) if config.rescale.enabled else 1.0
-        # rough s per image and unit of pixels: a ViT-S/14 costs 6x an EfficientNet-Lite0 at 224 px
-        # (0.127 vs 0.021 CPU-s per image, benchmarks/results/cpu-2core-reference/backbones.json)
-        cost = n_describe * pixels * (0.017 if config.backbone.name.startswith("efficientnet") else 0.1)
-        shared = names + [d for d, (src, _) in derived.items() if src in names]
-        stages.append((f"front end of {'+'.join(shared)}: describe {n_describe} images and copies", cost))
+    if sources:
+        shared = [" and ".join("+".join(sources[n]) for n in group) for group in trunks if len(group) > 1]
+        stages.append((f"front ends of {', '.join('+'.join(v) for v in sources.values())}: describe {n_describe} "
+                       "images and copies" + (f" (one ViT pass per view for {'; '.join(shared)})" if shared else ""),
+                       _describe_cost(configs, trunks, n_describe)))
     for name in detectors:
-        for seed in settings.seeds:
-            cost = (0.05 * settings.npr_epochs * len(splits["train"].rows) + 0.03 * n_describe
-                    if not is_frozen(configs[name]) else 3.0)
+        for seed in _seeds_of(configs[name], settings):
+            # NPR measured 34 s a seed: 6 epochs over 281 images, then 682 images scored
+            cost = (0.015 * settings.npr_epochs * len(splits["train"].rows) + 0.022 * n_scored
+                    if not is_frozen(configs[name]) else 1.0)
             stages.append((f"{name} seed {seed}: " + ("fit the head" if is_frozen(configs[name]) else "train"), cost))
-    stages.append(("report: statistics and figures", 10.0))
+    stages.append(("report: statistics and figures", 15.0))
     overall = OverallProgress(stages, started=started)
 
-    def describe_all(model: HRRDetector, label: str) -> dict[str, Any]:
-        train = splits["train"]
-        desc = {"train": describe(model, train.paths, train.labels.tolist(), weights=train.weights,
-                                  copies=settings.copies, augment="delivery", seed=0,
-                                  cache_dir=cache_dir / "descriptors", progress=progress, desc=f"{label}:train")}
-        for split, data in scored.items():
-            desc[split] = describe(model, data.paths, data.labels.tolist(), weights=data.weights, copies=0,
-                                   augment="delivery", seed=0, cache_dir=cache_dir / "descriptors",
-                                   progress=progress, desc=f"{label}:{split}")
-        return desc
-
     descriptors: dict[str, dict[str, Any]] = {}
-    for names in front_ends.values():
+    shared_passes: dict[str, dict[str, int]] = {}
+    if sources:
         overall.begin(stages[overall.done][0])
         t0 = time.perf_counter()
-        desc = describe_all(models[names[0]], names[0])
-        for name in names:
-            descriptors[name] = desc
-        for name, (source, scale_index) in derived.items():
-            if source in names:
-                descriptors[name] = (_derived_descriptors(models[name], desc, scale_index, splits["train"])
-                                     or describe_all(models[name], name))
-        timings[f"describe_{'+'.join(names)}"] = time.perf_counter() - t0
+        from contextlib import ExitStack
+
+        from hrrkit.models.dinov2 import shared_trunk
+
+        with ExitStack() as stack:
+            for group in trunks:
+                if len(group) > 1:
+                    shared_passes["+".join(group)] = stack.enter_context(
+                        shared_trunk([models[n].msr.backbone for n in group]))
+            # trunk sharers are adjacent, so each batch meets the passes its first sharer left
+            order = [n for group in trunks for n in group]
+            described = _describe_splits([models[n] for n in order], splits, scored, settings, cache_dir, progress,
+                                         "front ends")
+        shared_passes = {k: dict(v) for k, v in shared_passes.items()}
+        for source, desc in zip(order, described):
+            for name in members[source]:
+                descriptors[name] = desc
+            for name, (src, scale_index) in derived.items():
+                if src == source:
+                    descriptors[name] = (_derived_descriptors(models[name], desc, scale_index, splits["train"])
+                                         or _describe_splits([models[name]], splits, scored, settings, cache_dir,
+                                                             progress, name)[0])
+        timings["describe_front_ends"] = time.perf_counter() - t0
         overall.end()
 
     trained: dict[str, list[Trained]] = {}
     for name in detectors:
         trained[name] = []
-        for seed in settings.seeds:
+        for seed in _seeds_of(configs[name], settings):
             overall.begin(stages[overall.done][0])
             t0 = time.perf_counter()
             folder = out_dir / "detectors" / name / f"seed{seed}"
@@ -478,6 +488,7 @@ def run_demo(
                       "seconds": round(timings["benchmark"], 1)},
         "detectors": {name: describe_detector(configs[name]) for name in detectors},
         "front_ends": {"+".join(names): fp for fp, names in front_ends.items()},
+        "shared_vit_passes": shared_passes,
         "derived_descriptors": {name: f"{source}, scale {configs[source].rescale.scales[i]:g}, first "
                                 f"{models[name].descriptor_dim} columns" for name, (source, i) in derived.items()},
         "detector_folders": {name: [t.folder for t in runs] for name, runs in trained.items()},
@@ -496,6 +507,61 @@ def run_demo(
           "after the benchmark)")
     print(f"try the demo's {REFERENCE} on your images: hrrkit detect PATH --model {trained[REFERENCE][0].folder}")
     return payload
+
+
+def _seeds_of(config: DetectorConfig, settings: DemoSettings) -> tuple[int, ...]:
+    """The seeds a detector trains with: all of them for a network that trains (NPR); the first only for a
+    frozen detector's head, which starts from zero and is fitted full batch on fixed descriptors, so every
+    seed gives the same head (``tests/train/test_frozen.py`` checks it)."""
+    return tuple(settings.seeds) if not is_frozen(config) else tuple(settings.seeds[:1])
+
+
+def _trunk_groups(models: dict[str, HRRDetector]) -> list[list[str]]:
+    """The front ends ``models`` (one model each) in groups whose frozen DINOv2 backbones can share one
+    ViT pass (:func:`hrrkit.models.dinov2.trunk_identity`); every other front end is a group of one. The
+    largest descriptor first in each group (any order gives the same numbers)."""
+    from hrrkit.models.dinov2 import trunk_identity
+
+    groups: dict[str, list[str]] = {}
+    for name, model in models.items():
+        identity = trunk_identity(model.msr.backbone)
+        key = f"dinov2:{sorted(identity.items())}" if identity is not None else f"alone:{name}"
+        groups.setdefault(key, []).append(name)
+    return [sorted(g, key=lambda n: -models[n].descriptor_dim) for g in groups.values()]
+
+
+def _describe_cost(configs: dict[str, DetectorConfig], trunks: list[list[str]], n_describe: int) -> float:
+    """Rough seconds (2 idle cores) to describe ``n_describe`` images with these front ends: per image and
+    unit of pixels (scale²) 0.07 s for a DINOv2 ViT-S/14 pass at 224 px, 0.011 s for an EfficientNet
+    (measured 2026-12-07: 133 s for hrr_dino_multiscale's 1525 views at scales 0.5 + 1, 16 s for
+    cnnspot's); a diffusion retrospector adds half; a trunk group pays for its largest scale set once."""
+    def pixels(config: DetectorConfig) -> float:
+        return sum(s * s for s in config.rescale.scales) if config.rescale.enabled else 1.0
+
+    cost = 0.0
+    for group in trunks:
+        config = configs[group[0]]
+        rate = 0.011 if config.backbone.name.startswith("efficientnet") else 0.07
+        rate *= 1.5 if config.retrospector.kind != "none" else 1.0
+        cost += n_describe * rate * max(pixels(configs[n]) for n in group)
+    return cost
+
+
+def _describe_splits(models: Sequence[HRRDetector], splits: dict[str, SplitData], scored: dict[str, SplitData],
+                     settings: DemoSettings, cache_dir: Path, progress: bool, label: str) -> list[dict[str, Any]]:
+    """Per model, ``{split: Descriptors}`` of the training images with their ``delivery`` copies and of every
+    scored split (:func:`hrrkit.train.frozen.describe_together`: each image read once for all models)."""
+    from hrrkit.train.frozen import describe_together
+
+    train = splits["train"]
+    per_split = {"train": describe_together(
+        models, train.paths, train.labels.tolist(), weights=train.weights, copies=settings.copies, augment="delivery",
+        seed=0, cache_dir=cache_dir / "descriptors", progress=progress, desc=f"{label}:train")}
+    for split, data in scored.items():
+        per_split[split] = describe_together(
+            models, data.paths, data.labels.tolist(), weights=data.weights, copies=0, augment="delivery", seed=0,
+            cache_dir=cache_dir / "descriptors", progress=progress, desc=f"{label}:{split}")
+    return [{split: got[k] for split, got in per_split.items()} for k in range(len(models))]
 
 
 def _derived_descriptors(model: HRRDetector, source: dict[str, Any], scale_index: int, train: SplitData,
@@ -625,6 +691,11 @@ def _machine(device: torch.device) -> str:
     return f"{device}, {cores} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def _mean_std(entry: dict[str, Any]) -> str:
+    """``mean ±std`` over seeds, or the one value of a detector trained once."""
+    return f"{entry['mean']:.3f}" + (f" ±{entry['std']:.3f}" if len(entry["per_seed"]) > 1 else "")
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
@@ -662,8 +733,13 @@ def _markdown(payload: dict[str, Any]) -> str:
           f"{', '.join(f'{s:g}' for s in d['scales'])} | {'yes' if d['style_statistics'] else 'no'} | {d['head']} | "
           f"{d['training']} |" for name, d in payload["detectors"].items()],
         "",
-        f"Same for all: seeds {settings['seeds']} (a seed is the head's initialisation; NPR's seed also draws its "
-        f"batches and crops). Frozen detectors: the front end runs once per image; training images add "
+        f"Seeds: NPR trains once per seed {settings['seeds']} (its seed draws the CNN's initialisation, batches and "
+        f"crops); a frozen detector's head is fitted once, with seed {settings['seeds'][0]}: it starts from zero and "
+        "trains full batch on fixed descriptors, so every seed gives the same head (their ±std would be 0 by "
+        "construction). Frozen detectors: the front end runs once per image and view "
+        + (f"(one DINOv2 pass serves {', '.join(payload['shared_vit_passes'])}: "
+           + ", ".join(f"{v['passes']} passes, {v['reused']} reused" for v in payload['shared_vit_passes'].values())
+           + ")" if payload.get("shared_vit_passes") else "") + "; training images add "
         f"`delivery` copies (copies per image: {settings['copies']}; JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
         f"and shared by every detector and seed); the head trains full batch for {settings['head_epochs']} epochs "
         "with the detector's own loss, keeping the epoch with the best val AUC. CNNSpot's and DIRE's EfficientNet "
@@ -700,7 +776,7 @@ def _markdown(payload: dict[str, Any]) -> str:
         "| detector | val FPR (calibrated on) | test FPR mean ±std | " + " | ".join(
             f"{p} ({first['per_package'].get(p, {}).get('n', 0)})" for p in packages) + " |",
         "|---|---:|---:|" + "---:|" * len(packages),
-        *[f"| {name} | {v['val_achieved']:.3f} | {v['mean']:.3f} ±{v['std']:.3f} | "
+        *[f"| {name} | {v['val_achieved']:.3f} | {_mean_std(v)} | "
           + " | ".join(_fmt(v["per_package"].get(p, {}).get("fpr")) for p in packages) + " |"
           for name, v in fp.items()],
         "",
@@ -753,7 +829,7 @@ def summary_table(payload: dict[str, Any]) -> str:
         verdict = ("reference" if name == REFERENCE else t2i["versus_reference"].get(name, {}).get("verdict", "n/a")
                    ) if t2i else "n/a"
         rows.append(f"| {name} | {d['retrospector']} → {d['backbone']} | " + " | ".join(cells)
-                    + f" | {tpr} | {fp['mean']:.3f} ±{fp['std']:.3f} | {verdict} |")
+                    + f" | {tpr} | {_mean_std(fp)} | {verdict} |")
     return "\n".join(rows)
 
 

@@ -70,6 +70,9 @@ def test_quick_demo_writes_every_part_of_the_report(quick_demo):
     assert payload["detectors"][REFERENCE]["backbone"].startswith("dinov2_vits14")
     # detectors sharing a front end share its descriptors
     assert any("+" in names and REFERENCE in names for names in payload["front_ends"])
+    # ... and the DINOv2 front ends (hrr_dino's style statistics, UnivFD's CLS probe) share one ViT pass per view
+    ((sharers, counts),) = payload["shared_vit_passes"].items()
+    assert set(sharers.split("+")) == {REFERENCE, "univfd"} and counts["reused"] == counts["passes"] > 0
     report = (out / "report.md").read_text()
     assert {"roc.png", "families.png", "evidence.png"} <= set(payload["figures"])
     for fig in payload["figures"]:

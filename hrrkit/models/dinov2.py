@@ -49,6 +49,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -203,6 +204,11 @@ class DINOv2ViT(nn.Module):
             {"module": f"blocks.{i}", "num_chs": EMBED_DIM, "reduction": PATCH_SIZE} for i in range(self.depth))
         if self.frozen:
             self.requires_grad_(False)
+        # set by shared_trunk: recent passes (input, norm, {block: tokens}, grid), reused by an equal input
+        self._pass_memo: list[tuple[Tensor, bool, dict[int, Tensor], tuple[int, int]]] | None = None
+        self._memo_blocks: tuple[int, ...] = ()
+        self._memo_capacity = 0
+        self._memo_counts = {"passes": 0, "reused": 0}
 
     def _adapt_patch_embedding(self, in_channels: int) -> None:
         old = self.patch_embed.proj
@@ -262,6 +268,8 @@ class DINOv2ViT(nn.Module):
         return tokens[:, 1:].transpose(1, 2).reshape(b, c, *grid)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._pass_memo is not None:
+            return self.forward_intermediates(x, (self.depth,), norm=True)[0][1]
         tokens, grid = self.embed(x)
         for block in self.blocks:
             tokens = block(tokens)
@@ -278,12 +286,24 @@ class DINOv2ViT(nn.Module):
         wanted = [int(b) for b in blocks]
         if not wanted or any(not 1 <= b <= self.depth for b in wanted):
             raise ValueError(f"DINOv2ViT: blocks {tuple(blocks)} must be in 1..{self.depth}")
+        memo = self._pass_memo if self._pass_memo is not None and not torch.is_grad_enabled() else None
+        if memo is not None:
+            for seen, seen_norm, found, grid in memo:
+                if seen_norm == norm and seen.shape == x.shape and set(wanted) <= found.keys() and torch.equal(seen, x):
+                    self._memo_counts["reused"] += 1
+                    return [(found[b][:, 0], self._patch_map(found[b], grid)) for b in wanted]
+        # sharing a trunk: run what every sharer asks for, so whichever comes second finds its blocks
+        run = set(wanted) | set(self._memo_blocks) if memo is not None else set(wanted)
         tokens, grid = self.embed(x)
-        found: dict[int, Tensor] = {}
-        for index, block in enumerate(self.blocks[: max(wanted)], start=1):
+        found = {}
+        for index, block in enumerate(self.blocks[: max(run)], start=1):
             tokens = block(tokens)
-            if index in wanted:
+            if index in run:
                 found[index] = self.norm(tokens) if norm else tokens
+        if memo is not None:
+            self._memo_counts["passes"] += 1
+            memo.append((x.clone(), norm, found, grid))  # a copy: the caller may reuse its buffer
+            del memo[: -self._memo_capacity]
         return [(found[b][:, 0], self._patch_map(found[b], grid)) for b in wanted]
 
     def extra_repr(self) -> str:
@@ -366,6 +386,66 @@ class DINOv2Backbone(FrozenFeatureBackbone):
     def extra_repr(self) -> str:
         return (f"out_block={self.out_block}, frozen={self.frozen}, input_offset={self.input_offset:g}, "
                 f"feature_cache={self.feature_cache_location}")
+
+
+def trunk_identity(backbone: nn.Module) -> dict | None:
+    """What a frozen DINOv2 backbone's ViT pass depends on — weights fingerprint, depth, size policy,
+    normalisation, input offset, input channels — or ``None`` for any other module (or one that trains).
+    Backbones with equal identities can share one pass per input (:func:`shared_trunk`)."""
+    from hrrkit.models.feature_cache import state_fingerprint
+
+    if not isinstance(backbone, DINOv2Backbone) or not backbone.frozen:
+        return None
+    body = backbone.body
+    return {"weights": state_fingerprint(body), "depth": body.depth, "size_policy": body.size_policy,
+            "input_mean": body.input_mean, "input_std": body.input_std, "input_offset": backbone.input_offset,
+            "in_channels": body.patch_embed.proj.in_channels}
+
+
+@contextmanager
+def shared_trunk(backbones: Sequence[DINOv2Backbone], *, capacity: int = 8):
+    """Within this context, frozen DINOv2 backbones with the same :func:`trunk_identity` run one ViT
+    pass per input.
+
+    UnivFD's CLS probe and ``hrr_dino``'s style statistics of blocks 3/6/9/12 both need the same 12
+    blocks on the same 224-px crop; computing them once halves the front ends' cost. Every backbone is
+    pointed at the first one's ViT (restored on exit), which remembers its last ``capacity`` passes
+    under ``torch.no_grad`` — input, and the normalised tokens of every block any sharer asks for —
+    and answers a call whose input equals a remembered one (``torch.equal``) from them: the same
+    numbers the backbone would compute alone. Feed the sharers the same batches one after another
+    (:func:`hrrkit.train.frozen.describe_together` does).
+
+    Yields ``{"passes": n, "reused": m}``, updated as it goes: ViT calls that ran, and calls answered
+    from a remembered pass.
+
+    Raises ``ValueError`` naming what differs when the backbones cannot share.
+    """
+    backbones = list(backbones)
+    if not backbones:
+        raise ValueError("shared_trunk: no backbones")
+    identities = [trunk_identity(b) for b in backbones]
+    for k, (backbone, identity) in enumerate(zip(backbones, identities)):
+        if identity is None:
+            state = "not frozen" if isinstance(backbone, DINOv2Backbone) else type(backbone).__name__
+            raise ValueError(f"shared_trunk: backbone {k} is {state}; only frozen DINOv2 backbones share a trunk")
+        for key, value in identity.items():
+            if value != identities[0][key]:
+                raise ValueError(f"shared_trunk: backbone {k} has {key}={value!r}, backbone 0 {identities[0][key]!r}")
+    body = backbones[0].body
+    if body._pass_memo is not None:
+        raise RuntimeError("shared_trunk: this ViT already shares its passes (nested shared_trunk)")
+    saved = [backbone.body for backbone in backbones]
+    body._pass_memo, body._memo_capacity = [], max(1, int(capacity))
+    body._memo_counts = counts = {"passes": 0, "reused": 0}
+    body._memo_blocks = tuple(sorted({b for backbone in backbones for b in (backbone.blocks or (backbone.out_block,))}))
+    for backbone in backbones:
+        backbone.body = body
+    try:
+        yield counts
+    finally:
+        for backbone, own in zip(backbones, saved):
+            backbone.body = own
+        body._pass_memo, body._memo_blocks, body._memo_capacity = None, (), 0
 
 
 def dinov2_vits14_backbone(in_channels: int = 3, pretrained: bool = True, out_block: int = DEPTH, frozen: bool = False,

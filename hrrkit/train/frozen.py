@@ -36,7 +36,8 @@ from hrrkit.data.dataset import AUGMENTATION_PRESETS
 from hrrkit.data.io import load_image
 from hrrkit.eval.metrics import average_precision, roc_auc
 
-__all__ = ["DEFAULT_LR", "Descriptors", "FrozenFitConfig", "FrozenFitResult", "describe", "front_end_fingerprint", "fit_head"]
+__all__ = ["DEFAULT_LR", "Descriptors", "FrozenFitConfig", "FrozenFitResult", "describe", "describe_together",
+           "front_end_fingerprint", "fit_head"]
 
 
 #: Full-batch AdamW learning rate per head kind when :class:`FrozenFitConfig` names none: the linear head
@@ -174,39 +175,76 @@ def describe(
     (float32) and read back on the next call. A file that cannot be read raises
     :class:`~hrrkit.data.io.ImageLoadError` naming it; descriptors already computed stay cached.
     """
+    (out,) = describe_together([detector], paths, labels, weights=weights, copies=copies, augment=augment, seed=seed,
+                               batch_size=batch_size, cache_dir=cache_dir, progress=progress, desc=desc)
+    return out
+
+
+def describe_together(
+    detectors: Sequence,
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[int],
+    *,
+    weights: Sequence[float] | None = None,
+    copies: int = 0,
+    augment: str | Callable[[Image.Image, random.Random], Image.Image] = "delivery",
+    seed: int = 0,
+    batch_size: int = 16,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    desc: str = "descriptors",
+) -> list[Descriptors]:
+    """:func:`describe` for several detectors at once: one :class:`Descriptors` per detector, each equal
+    to what :func:`describe` gives it alone (and cached alike).
+
+    Each image and augmented copy is read and drawn once per batch and handed to every detector that
+    still needs it, detector after detector, so front ends that share work per batch — backbones
+    joined by :func:`hrrkit.models.dinov2.shared_trunk` — do it once. ``detectors`` must read images
+    alike (the same ``input.max_pixels``).
+    """
     from tqdm.auto import tqdm
 
+    detectors = list(detectors)
+    if not detectors:
+        raise ValueError("describe_together: no detectors")
     if len(paths) != len(labels):
         raise ValueError(f"describe: {len(paths)} paths but {len(labels)} labels")
+    max_pixels = {d.config.input.max_pixels for d in detectors}
+    if len(max_pixels) != 1:
+        raise ValueError(f"describe_together: the detectors read images at different input.max_pixels {max_pixels}")
+    (max_pixels,) = max_pixels
     if isinstance(augment, str):
         transform, augment_name = (AUGMENTATION_PRESETS[augment] if copies else None), augment
     else:
         transform, augment_name = augment, str(getattr(augment, "name", type(augment).__name__))
     augment_name = augment_name.replace("/", "_").replace(":", "-")
-    was_training = detector.training
-    detector.eval()
-    max_pixels = detector.config.input.max_pixels
     shas = [_file_sha256(p) for p in paths]
-    root = None if cache_dir is None else Path(cache_dir) / front_end_fingerprint(detector)
+    roots = [None if cache_dir is None else Path(cache_dir) / front_end_fingerprint(d) for d in detectors]
 
-    def cached_path(c: int, i: int) -> Path | None:
+    def cached_path(m: int, c: int, i: int) -> Path | None:
         # copy 0 (the file as it is) does not depend on the augmentation or the seed: one entry for all
+        root = roots[m]
         if root is None:
             return None
         return root / "clean" / f"{shas[i]}.npy" if c == 0 else root / f"{augment_name}-s{seed}" / f"{shas[i]}-{c}.npy"
 
     jobs = [(c, i) for c in range(copies + 1) for i in range(len(paths))]
-    values: list[torch.Tensor | None] = [None] * len(jobs)
-    todo = []
+    values: list[list[torch.Tensor | None]] = [[None] * len(jobs) for _ in detectors]
+    todo = []  # jobs some detector still needs
     for j, (c, i) in enumerate(jobs):
-        cached = cached_path(c, i)
-        if cached is not None and cached.exists():
-            try:
-                values[j] = torch.from_numpy(np.load(cached))
-                continue
-            except (OSError, ValueError):
-                pass  # a torn or foreign file: recompute it
-        todo.append(j)
+        for m in range(len(detectors)):
+            cached = cached_path(m, c, i)
+            if cached is not None and cached.exists():
+                try:
+                    values[m][j] = torch.from_numpy(np.load(cached))
+                    continue
+                except (OSError, ValueError):
+                    pass  # a torn or foreign file: recompute it
+        if any(v[j] is None for v in values):
+            todo.append(j)
+    modes = [d.training for d in detectors]
+    for d in detectors:
+        d.eval()
     bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -218,21 +256,29 @@ def describe(
                 if c > 0:
                     img = transform(img, _copy_rng(shas[i], c, seed))
                 images.append(img)
-            out = _front_end(detector, images)
-            for k, j in enumerate(chunk):
-                values[j] = out[k]
-                target = cached_path(*jobs[j])
-                if target is not None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _save_npy(target, out[k].numpy())
+            for m, detector in enumerate(detectors):
+                needed = [k for k, j in enumerate(chunk) if values[m][j] is None]
+                if not needed:
+                    continue
+                out = _front_end(detector, [images[k] for k in needed])
+                for row, k in enumerate(needed):
+                    j = chunk[k]
+                    values[m][j] = out[row]
+                    target = cached_path(m, *jobs[j])
+                    if target is not None:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        _save_npy(target, out[row].numpy())
             bar.update(len(chunk))
     finally:
         bar.close()
-        detector.train(was_training)
+        for d, mode in zip(detectors, modes):
+            d.train(mode)
     w = [1.0] * len(paths) if weights is None else [float(x) for x in weights]
     reps = copies + 1
-    return Descriptors(torch.stack(values), torch.tensor(list(labels) * reps, dtype=torch.float32),
-                       torch.tensor(w * reps, dtype=torch.float32), [str(p) for p in paths] * reps)
+    label_tensor = torch.tensor(list(labels) * reps, dtype=torch.float32)
+    weight_tensor = torch.tensor(w * reps, dtype=torch.float32)
+    return [Descriptors(torch.stack(v), label_tensor.clone(), weight_tensor.clone(), [str(p) for p in paths] * reps)
+            for v in values]
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

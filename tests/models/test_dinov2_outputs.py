@@ -56,3 +56,63 @@ def test_the_feature_cache_identity_records_blocks_and_tokens():
     a = _backbone(blocks=(1, 2))._cache_identity()
     b = _backbone(blocks=(1, 2), tokens="cls")._cache_identity()
     assert a["blocks"] == [1, 2] and a != b
+
+
+def _twins(**second_options):
+    """Two frozen backbones with the same random weights: 4-block style input and a CLS probe."""
+    torch.manual_seed(0)
+    a = _backbone(blocks=(1, 2, 4))
+    b = _backbone(**{"tokens": "cls", "out_block": 4, **second_options})
+    b.body.load_state_dict(a.body.state_dict())
+    return a, b
+
+
+def test_a_shared_trunk_runs_one_pass_and_gives_the_same_numbers():
+    from hrrkit.models.dinov2 import shared_trunk
+
+    a, b = _twins()
+    x = torch.rand(2, 3, 42, 56) * 2 - 1
+    alone_a, alone_b = a(x), b(x)
+    blocks_run = []
+    for backbone in (a, b):
+        backbone.body.blocks[0].register_forward_hook(lambda *args: blocks_run.append(1))
+    own_bodies = (a.body, b.body)
+    with shared_trunk([a, b]) as counts:
+        shared_b, shared_a = b(x.clone()), a(x.clone())  # the CLS probe first: it still computes a's blocks too
+        other = a(x.flip(-1))  # another input is a new pass
+    assert torch.equal(shared_a, alone_a) and torch.equal(shared_b, alone_b)
+    assert counts == {"passes": 2, "reused": 1} and len(blocks_run) == 2
+    torch.testing.assert_close(other, a(x.flip(-1)))
+    assert (a.body, b.body) == own_bodies and a.body._pass_memo is None  # restored on exit
+
+
+def test_a_shared_trunk_needs_gradients_off_and_computes_anew_with_them():
+    from hrrkit.models.dinov2 import shared_trunk
+
+    a, b = _twins()
+    x = torch.rand(1, 3, 28, 28) * 2 - 1
+    with shared_trunk([a, b]) as counts, torch.enable_grad():
+        a.body.forward_intermediates(x, (2,))
+        b.body.forward_intermediates(x, (2,))
+    assert counts == {"passes": 0, "reused": 0}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"input_offset": -1.0}, "input_offset"), ({"size_policy": "pad"}, "size_policy"),
+])
+def test_backbones_that_cannot_share_are_named(change, match):
+    from hrrkit.models.dinov2 import shared_trunk
+
+    a, b = _twins(**change)
+    with pytest.raises(ValueError, match=match):
+        with shared_trunk([a, b]):
+            pass
+    torch.manual_seed(1)
+    other = _backbone(tokens="cls", out_block=4)  # other weights, all else equal
+    with pytest.raises(ValueError, match="has weights="):
+        with shared_trunk([a, other]):
+            pass
+    trainable = build_backbone("dinov2_vits14", pretrained=False, frozen=False)
+    with pytest.raises(ValueError, match="not frozen"):
+        with shared_trunk([a, trainable]):
+            pass

@@ -132,3 +132,46 @@ def test_delivery_draws_each_chain_and_keeps_the_image_usable():
     assert (80, 64) in sizes and any(w < 80 for w, _ in sizes)  # re-encodes keep the size, downscales shrink it
     assert all(40 <= w <= 72 for w, h in sizes if w < 80)  # factor 0.5-0.9
     assert PRESETS["delivery"] == Delivery() and not Delivery().is_identity
+
+
+def test_describe_together_equals_describe_alone_and_reads_each_image_once(tmp_path, monkeypatch):
+    import hrrkit.train.frozen as frozen
+
+    style, means = _detector(), _detector(**{"style.enabled": False, "rescale.scales": (1.0,)})
+    paths, labels = _images(tmp_path, n=5)
+    alone = [describe(d, paths, labels, copies=1, progress=False) for d in (style, means)]
+    reads = []
+    real_load = frozen.load_image
+    monkeypatch.setattr(frozen, "load_image", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    cache = tmp_path / "cache"
+    together = frozen.describe_together([style, means], paths, labels, copies=1, cache_dir=cache, batch_size=2,
+                                        progress=False)
+    assert len(reads) == 2 * len(paths)  # each file once per copy, for both detectors
+    for a, t in zip(alone, together):
+        torch.testing.assert_close(t.values, a.values)
+        assert t.labels.tolist() == a.labels.tolist() and t.paths == a.paths
+    # one detector's cache is complete: only the other one's rows are computed
+    (removed,) = [p for p in (cache / front_end_fingerprint(means) / "clean").iterdir()][:1]
+    removed.unlink()
+    reads.clear()
+    again = frozen.describe_together([style, means], paths, labels, copies=1, cache_dir=cache, progress=False)
+    assert len(reads) == 1
+    torch.testing.assert_close(again[1].values, alone[1].values)
+
+
+@pytest.mark.parametrize("head", [{"head.kind": "linear", "loss.correntropy": 0.0, "loss.sparsity": 0.0},
+                                  {"head.kind": "additive"}], ids=["linear", "additive"])
+def test_a_zero_initialised_head_fits_the_same_for_every_seed(tmp_path, head):
+    """Why ``hrrkit demo`` fits a frozen detector's head once: the seed does not change the fit."""
+    detector = _detector(**head)
+    paths, labels = _images(tmp_path)
+    train = describe(detector, paths, labels, copies=1, progress=False)
+    states = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        detector.head = detector.config.head.build(detector.descriptor_dim, detector.config.loss)
+        fit_head(detector, train, train, FrozenFitConfig(copies=1, epochs=10, seed=seed), progress=False)
+        states.append({k: v.clone() for k, v in detector.head.state_dict().items()})
+    for state in states[1:]:
+        for key, value in state.items():
+            assert torch.equal(value, states[0][key]), key
