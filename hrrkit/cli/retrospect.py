@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             log=log,
         )
+        if started_group:
+            # every rank out of the summary's collectives before any tears the group down: a rank that
+            # destroyed it while its peer was still receiving aborted now and then under load
+            dist.barrier()
     finally:
         if started_group:
             dist.destroy_process_group()
