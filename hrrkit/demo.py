@@ -404,8 +404,9 @@ def run_demo(
         stages.append((f"front ends of {', '.join('+'.join(v) for v in sources.values())}: describe {n_describe} "
                        "images and copies" + (f" (one ViT pass per view for {'; '.join(shared)})" if shared else ""),
                        _describe_cost(configs, trunks, n_describe)))
+    seeds_of = {name: _seeds_of(configs[name], settings, models.get(name)) for name in detectors}
     for name in detectors:
-        for seed in _seeds_of(configs[name], settings):
+        for seed in seeds_of[name]:
             # NPR measured 34 s a seed: 6 epochs over 281 images, then 682 images scored
             cost = (0.015 * settings.npr_epochs * len(splits["train"].rows) + 0.022 * n_scored
                     if not is_frozen(configs[name]) else 1.0)
@@ -446,7 +447,7 @@ def run_demo(
     trained: dict[str, list[Trained]] = {}
     for name in detectors:
         trained[name] = []
-        for seed in _seeds_of(configs[name], settings):
+        for seed in seeds_of[name]:
             overall.begin(stages[overall.done][0])
             t0 = time.perf_counter()
             folder = out_dir / "detectors" / name / f"seed{seed}"
@@ -509,11 +510,19 @@ def run_demo(
     return payload
 
 
-def _seeds_of(config: DetectorConfig, settings: DemoSettings) -> tuple[int, ...]:
-    """The seeds a detector trains with: all of them for a network that trains (NPR); the first only for a
-    frozen detector's head, which starts from zero and is fitted full batch on fixed descriptors, so every
-    seed gives the same head (``tests/train/test_frozen.py`` checks it)."""
-    return tuple(settings.seeds) if not is_frozen(config) else tuple(settings.seeds[:1])
+def _seeds_of(config: DetectorConfig, settings: DemoSettings, model: HRRDetector | None = None) -> tuple[int, ...]:
+    """The seeds a detector trains with: all of them for a network that trains (NPR); for a frozen detector's
+    head, the first only when the head starts the same under every seed (hrrkit's heads start from zero):
+    it is then fitted full batch on fixed descriptors, so every seed gives the same head
+    (``tests/train/test_frozen.py`` checks it)."""
+    if not is_frozen(config) or model is None:
+        return tuple(settings.seeds)
+    starts = []
+    for seed in settings.seeds:
+        torch.manual_seed(seed)
+        starts.append(config.head.build(model.descriptor_dim, config.loss).state_dict())
+    same = all(torch.equal(v, start[k]) for start in starts[1:] for k, v in starts[0].items())
+    return tuple(settings.seeds[:1]) if same else tuple(settings.seeds)
 
 
 def _trunk_groups(models: dict[str, HRRDetector]) -> list[list[str]]:
@@ -706,6 +715,7 @@ def _markdown(payload: dict[str, Any]) -> str:
     load = payload.get("load_average")
     timings = payload["timings_s"]
     columns = ("real", *GROUPS)
+    once = [name for name, runs in payload["training"].items() if len(runs) == 1 and len(settings["seeds"]) > 1]
     lines = [
         "# hrrkit demo: the default's recipe, its ablations and the baselines on wild v2",
         "",
@@ -733,12 +743,15 @@ def _markdown(payload: dict[str, Any]) -> str:
           f"{', '.join(f'{s:g}' for s in d['scales'])} | {'yes' if d['style_statistics'] else 'no'} | {d['head']} | "
           f"{d['training']} |" for name, d in payload["detectors"].items()],
         "",
-        f"Seeds: NPR trains once per seed {settings['seeds']} (its seed draws the CNN's initialisation, batches and "
-        f"crops); a frozen detector's head is fitted once, with seed {settings['seeds'][0]}: it starts from zero and "
-        "trains full batch on fixed descriptors, so every seed gives the same head (their ±std would be 0 by "
-        "construction). Frozen detectors: the front end runs once per image and view "
+        f"Seeds {settings['seeds']}: "
+        + (f"{', '.join(once)} fitted once, with seed {settings['seeds'][0]} (a head that starts the same under every "
+           "seed, trained full batch on fixed descriptors, comes out the same for every seed: its ±std would be 0 by "
+           "construction); " if once else "")
+        + "every other detector trains once per seed (NPR's seed draws its CNN's initialisation, batches and crops). "
+        "Frozen detectors: the front end runs once per image and view "
         + (f"(one DINOv2 pass serves {', '.join(payload['shared_vit_passes'])}: "
-           + ", ".join(f"{v['passes']} passes, {v['reused']} reused" for v in payload['shared_vit_passes'].values())
+           + ", ".join(f"{v['passes']} ViT calls computed, {v['reused']} answered from them"
+                       for v in payload['shared_vit_passes'].values())
            + ")" if payload.get("shared_vit_passes") else "") + "; training images add "
         f"`delivery` copies (copies per image: {settings['copies']}; JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
         f"and shared by every detector and seed); the head trains full batch for {settings['head_epochs']} epochs "

@@ -155,3 +155,19 @@ def test_unknown_detector_and_bad_seeds_are_named(tmp_path, capsys):
     assert "nope" in capsys.readouterr().out
     assert main(["demo", "--quick", "--out", str(tmp_path), "--seeds", "1,1", "--no-progress"]) == 2
     assert "seeds" in capsys.readouterr().out
+
+
+def test_a_frozen_head_is_fitted_once_and_a_network_once_per_seed():
+    from hrrkit.demo import DemoSettings, _seeds_of, demo_detector_config
+    from hrrkit.models.config import DetectorConfig
+    from hrrkit.models.detector import HRRDetector
+
+    settings = DemoSettings(seeds=(0, 1, 2))
+    small = {"backbone.name": "dinov2_vits14", "backbone.options": {"pretrained": False, "frozen": True},
+             "retrospector.kind": "none", "retrospector.input": "image", "style.pixel_residual_stats": False,
+             "rescale.enabled": False, "line.enabled": False}
+    for head in ({"head.kind": "linear"}, {"head.kind": "additive"}):
+        config = DetectorConfig(name="probe").replace(**small, **head)
+        assert _seeds_of(config, settings, HRRDetector(config)) == (0,), head
+    npr = demo_detector_config("npr")
+    assert _seeds_of(npr, settings) == (0, 1, 2)
