@@ -716,6 +716,7 @@ def _markdown(payload: dict[str, Any]) -> str:
     timings = payload["timings_s"]
     columns = ("real", *GROUPS)
     once = [name for name, runs in payload["training"].items() if len(runs) == 1 and len(settings["seeds"]) > 1]
+    shared = payload.get("shared_vit_passes") or {}
     lines = [
         "# hrrkit demo: the default's recipe, its ablations and the baselines on wild v2",
         "",
@@ -749,10 +750,10 @@ def _markdown(payload: dict[str, Any]) -> str:
            "construction); " if once else "")
         + "every other detector trains once per seed (NPR's seed draws its CNN's initialisation, batches and crops). "
         "Frozen detectors: the front end runs once per image and view "
-        + (f"(one DINOv2 pass serves {', '.join(payload['shared_vit_passes'])}: "
-           + ", ".join(f"{v['passes']} ViT calls computed, {v['reused']} answered from them"
-                       for v in payload['shared_vit_passes'].values())
-           + ")" if payload.get("shared_vit_passes") else "") + "; training images add "
+        + (f"(one DINOv2 pass serves {', '.join(shared)}: "
+           + ", ".join(f"{v['passes']} ViT calls computed, {v['reused']} answered from them" for v in shared.values())
+           + ")" if any(v["passes"] for v in shared.values()) else "(this run found every descriptor cached)"
+           if shared else "") + "; training images add "
         f"`delivery` copies (copies per image: {settings['copies']}; JPEG chain / WebP / downscale+JPEG, drawn once with seed 0 "
         f"and shared by every detector and seed); the head trains full batch for {settings['head_epochs']} epochs "
         "with the detector's own loss, keeping the epoch with the best val AUC. CNNSpot's and DIRE's EfficientNet "
