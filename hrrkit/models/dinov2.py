@@ -408,7 +408,7 @@ def shared_trunk(backbones: Sequence[DINOv2Backbone], *, capacity: int = 8):
     pass per input.
 
     UnivFD's CLS probe and ``hrr_dino``'s style statistics of blocks 3/6/9/12 both need the same 12
-    blocks on the same 224-px crop; computing them once halves the front ends' cost. Every backbone is
+    blocks on the same 224-px crop; computing them once saves UnivFD's whole pass. Every backbone is
     pointed at the first one's ViT (restored on exit), which remembers its last ``capacity`` passes
     under ``torch.no_grad`` — input, and the normalised tokens of every block any sharer asks for —
     and answers a call whose input equals a remembered one (``torch.equal``) from them: the same
